@@ -1,0 +1,140 @@
+"""Built-in plugin: credit for how deep the predicted code agrees with the gold code.
+
+Two modes:
+
+``levels``
+    Credit of the deepest ICD-10-CM level shared with the gold code (chapter,
+    block, category, subcategory, full code), read from the code set's hierarchy
+    tables, so categories ending in a letter (C4A, M1A) and blocks that share their
+    id with a category (B99) sit where they belong.
+``prefix``
+    The published DeepICD-R1 formula on the common prefix length ``l`` with the
+    primary gold ``g``: ``scale * len(g)`` for an exact match,
+    ``scale * (l / len(g) + max(0, l - 2))`` when the first letter agrees, else
+    ``mismatch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+import torch
+
+from icdreward import Feature, Reward, ScoringBatch
+from icdreward.codeset import LEVELS
+from icdreward.plugin import Register, hookimpl
+
+__all__ = ["HierarchyParams", "HierarchyReward"]
+
+# Config names of the credit levels -> column in CodeSet.level_ids (full is compared on
+# the code strings themselves, so that a gold code from an older year still matches).
+_LEVEL_COLUMNS = {
+    "chapter": LEVELS.index("chapter"),
+    "block": LEVELS.index("block"),
+    "category": LEVELS.index("category"),
+    "subcategory": LEVELS.index("sub4"),
+    "sub5": LEVELS.index("sub5"),
+    "sub6": LEVELS.index("sub6"),
+}
+_DEFAULT_CREDIT = {"chapter": 0.1, "block": 0.2, "category": 0.5, "subcategory": 0.7, "full": 1.0}
+
+
+def _check_credit(_: Any, attribute: Any, value: Mapping[str, float]) -> None:
+    unknown = sorted(set(value) - {*_LEVEL_COLUMNS, "full"})
+    if unknown:
+        allowed = ", ".join([*_LEVEL_COLUMNS, "full"])
+        raise ValueError(f"'{attribute.name}' has unknown level(s) {unknown} (allowed: {allowed})")
+
+
+@attrs.frozen
+class HierarchyParams:
+    """Parameters of the ``hierarchy`` reward.
+
+    Attributes:
+        mode: ``"levels"`` or ``"prefix"`` (see the module docstring).
+        credit: levels mode: credit per level; ``sub5``/``sub6`` default to the
+            ``subcategory`` credit.
+        secondary: levels mode: share of the credit earned against a secondary gold
+            code (0 ignores secondary codes).
+        free_text: share of the credit when the code was mapped from free text.
+        scale: prefix mode: the match reward (15 in the published runs).
+        mismatch: a valid code that shares no level (levels) or no first letter (prefix).
+        invalid: no valid predicted code.
+    """
+
+    mode: Literal["levels", "prefix"] = "levels"
+    credit: dict[str, float] = attrs.field(
+        factory=lambda: dict(_DEFAULT_CREDIT), validator=_check_credit
+    )
+    secondary: float = 0.0
+    free_text: float = 1.0
+    scale: float = 15.0
+    mismatch: float = 0.0
+    invalid: float = 0.0
+
+
+class HierarchyReward(Reward):
+    """Hierarchical credit for partially correct codes (registered as ``hierarchy``)."""
+
+    name = "hierarchy"
+    Params = HierarchyParams
+
+    def __init__(self, params: HierarchyParams, context: Any) -> None:
+        super().__init__(params, context)
+        credit = {**_DEFAULT_CREDIT, **params.credit} if params.credit else {}
+        sub = credit.get("subcategory", 0.0)
+        self._columns = torch.tensor(list(_LEVEL_COLUMNS.values()), dtype=torch.long)
+        self._credit = torch.tensor(
+            [credit.get(name, sub if name in ("sub5", "sub6") else 0.0) for name in _LEVEL_COLUMNS],
+            dtype=torch.float32,
+        )
+        self._full = float(credit.get("full", 0.0))
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        if self.params.mode == "prefix":
+            return self._prefix(batch)
+        return self._levels(batch)
+
+    def _levels(self, batch: ScoringBatch) -> torch.Tensor:
+        p: HierarchyParams = self.params
+        valid = batch.parsed.flag(Feature.CODE_VALID)
+        pred = batch.pred_levels[:, self._columns].unsqueeze(1)  # [B, 1, L]
+        gold = batch.gold_levels[:, :, self._columns]  # [B, G, L]
+        agree = (pred == gold) & (gold >= 0)
+        credit = (agree.float() * self._credit).amax(dim=-1)  # [B, G]
+        full = (batch.pred_chars.unsqueeze(1) == batch.gold_chars).all(dim=-1)
+        credit = torch.where(full, torch.tensor(self._full), credit)
+        credit = credit * batch.gold_mask
+        best = credit[:, 0]
+        if p.secondary and batch.max_golds > 1:
+            best = torch.maximum(best, credit[:, 1:].amax(dim=1) * p.secondary)
+        if p.free_text != 1.0:
+            free = batch.parsed.flag(Feature.FROM_FREE_TEXT)
+            best = torch.where(free, best * p.free_text, best)
+        out = torch.where(best > 0, best, torch.tensor(p.mismatch))
+        return torch.where(valid, out, torch.tensor(p.invalid))
+
+    def _prefix(self, batch: ScoringBatch) -> torch.Tensor:
+        p: HierarchyParams = self.params
+        valid = batch.parsed.flag(Feature.CODE_VALID)
+        pred = batch.pred_chars
+        gold = batch.primary_gold_chars
+        present = gold != 0
+        glen = present.sum(dim=1)
+        same = (pred == gold) & present
+        common = same.to(torch.int32).cumprod(dim=1).sum(dim=1).float()
+        length = glen.clamp(min=1).float()
+        exact = (pred == gold).all(dim=1) & (glen > 0)
+        letter = same[:, 0]
+        partial = p.scale * (common / length + (common - 2).clamp(min=0))
+        out = torch.where(letter, partial, torch.tensor(p.mismatch))
+        out = torch.where(exact, p.scale * length, out)
+        out = torch.where(glen > 0, out, torch.tensor(p.mismatch))
+        return torch.where(valid, out, torch.tensor(p.invalid))
+
+
+@hookimpl
+def icdreward_register_rewards(register: Register) -> None:
+    register(HierarchyReward)

@@ -1,0 +1,321 @@
+"""Built-in plugin: quality of the reasoning trace.
+
+Five terms, each switched off at 0: a non-empty trace, a length window, a
+repetition penalty, grounding of the trace in the admission note, and
+consistency of the trace with the predicted code's description. They use cheap,
+linear text checks (substring search against per-note and per-code term lists
+that are cached), because this runs for every sample of every GRPO step.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import OrderedDict
+from typing import Any
+
+import attrs
+import torch
+
+from icdreward import Feature, Reward, ScoringBatch
+from icdreward.plugin import Register, hookimpl
+
+__all__ = ["ReasoningParams", "ReasoningReward"]
+
+_PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
+_STOPWORDS = frozenset(
+    [
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "along",
+        "also",
+        "among",
+        "and",
+        "another",
+        "any",
+        "are",
+        "around",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "cannot",
+        "could",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "either",
+        "else",
+        "ever",
+        "every",
+        "from",
+        "further",
+        "given",
+        "had",
+        "has",
+        "have",
+        "having",
+        "here",
+        "history",
+        "into",
+        "itself",
+        "just",
+        "last",
+        "less",
+        "more",
+        "most",
+        "much",
+        "must",
+        "neither",
+        "never",
+        "none",
+        "nor",
+        "not",
+        "now",
+        "often",
+        "once",
+        "only",
+        "other",
+        "others",
+        "over",
+        "patient",
+        "patients",
+        "per",
+        "perhaps",
+        "presents",
+        "presented",
+        "presenting",
+        "rather",
+        "reports",
+        "same",
+        "several",
+        "should",
+        "since",
+        "some",
+        "such",
+        "than",
+        "that",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "though",
+        "through",
+        "thus",
+        "under",
+        "unless",
+        "until",
+        "upon",
+        "very",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "whether",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "within",
+        "without",
+        "would",
+        "year",
+        "years",
+        "old",
+        "yesterday",
+        "today",
+        "unspecified",
+        "specified",
+        "classified",
+        "elsewhere",
+        "encounter",
+        "initial",
+        "subsequent",
+        "sequela",
+        "type",
+        "region",
+        "site",
+        "part",
+        "left",
+        "right",
+        "bilateral",
+        "status",
+    ]
+)
+_STEM = 6
+_SEGMENT_MIN_CHARS = 12
+_TAIL = 40
+_CACHE_SIZE = 4096
+
+
+def _terms(text: str, limit: int) -> tuple[str, ...]:
+    """Distinct content-word stems of ``text``, longest words first, at most ``limit``."""
+    words = {w for w in text.lower().translate(_PUNCTUATION).split() if len(w) >= 4}
+    content = sorted(
+        (w for w in words if w not in _STOPWORDS and not w.isdigit()), key=lambda w: (-len(w), w)
+    )
+    stems = dict.fromkeys(w[:_STEM] for w in content[: limit * 2])
+    return tuple(stems)[:limit]
+
+
+def _repetition(trace: str) -> float:
+    """Share of the trace that repeats earlier text (0 for none, up to 1)."""
+    n = len(trace)
+    if n < 2 * _TAIL:
+        return 0.0
+    # Whole sentences or lines said again.
+    segments = trace.replace("\n", ". ").split(". ")
+    seen: set[str] = set()
+    repeated = 0
+    for segment in segments:
+        if len(segment) < _SEGMENT_MIN_CHARS:
+            continue
+        if segment in seen:
+            repeated += len(segment) + 2
+        else:
+            seen.add(segment)
+    # A degenerate loop that runs to the end of the output repeats its tail many times.
+    tail = trace[-_TAIL:]
+    loop = (trace.count(tail) - 1) * _TAIL
+    return min(1.0, max(repeated, loop) / n)
+
+
+@attrs.frozen
+class ReasoningParams:
+    """Parameters of the ``reasoning`` reward.
+
+    Attributes:
+        nonempty: added when the first think trace is non-empty.
+        require_closed: only a closed ``</think>`` block counts as a trace.
+        min_words: below this many words ``length_penalty`` applies in proportion
+            to the shortfall (0 switches the lower bound off).
+        max_words: above this many words ``length_penalty`` applies in proportion to
+            the excess, fully at twice the bound (0 switches it off).
+        length_penalty: the (negative) value of the length term at full strength.
+        repetition_penalty: value at full repetition (the share of the trace that
+            repeats earlier sentences, or a loop at its end), above ``repetition_floor``.
+        repetition_floor: repetition share that is tolerated.
+        grounding: value when every salient term of the admission note appears in
+            the trace, in proportion to the share that does.
+        grounding_terms: how many salient note terms are checked.
+        consistency: value when every content word of the predicted code's
+            description appears in the trace, in proportion to the share that does.
+        max_chars: only the first ``max_chars`` characters of a trace are analysed.
+    """
+
+    nonempty: float = 0.0
+    require_closed: bool = True
+    min_words: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    max_words: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    length_penalty: float = 0.0
+    repetition_penalty: float = 0.0
+    repetition_floor: float = attrs.field(
+        default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+    )
+    grounding: float = 0.0
+    grounding_terms: int = attrs.field(default=30, validator=attrs.validators.ge(1))
+    consistency: float = 0.0
+    max_chars: int = attrs.field(default=20_000, validator=attrs.validators.ge(1))
+
+
+class ReasoningReward(Reward):
+    """Quality of the think trace (registered as ``reasoning``)."""
+
+    name = "reasoning"
+    Params = ReasoningParams
+
+    def __init__(self, params: ReasoningParams, context: Any) -> None:
+        super().__init__(params, context)
+        self._note_terms: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._code_terms: dict[str, tuple[str, ...]] = {}
+        self._text_terms = bool(
+            params.min_words
+            or params.max_words
+            or params.repetition_penalty
+            or params.grounding
+            or params.consistency
+        )
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        p: ReasoningParams = self.params
+        has_trace = [bool(t) for t in batch.parsed.think]
+        if p.require_closed:
+            closed = batch.parsed.feature(Feature.THINK_CLOSED).tolist()
+            has_trace = [t and bool(c) for t, c in zip(has_trace, closed, strict=True)]
+        out = torch.tensor(has_trace, dtype=torch.float32) * p.nonempty
+        if not self._text_terms:
+            return out
+        extra = [
+            self._text_score(trace[: p.max_chars], note, code) if ok else 0.0
+            for trace, note, code, ok in zip(
+                batch.parsed.think, batch.notes, batch.parsed.codes, has_trace, strict=True
+            )
+        ]
+        return out + torch.tensor(extra, dtype=torch.float32)
+
+    def _text_score(self, trace: str, note: str, code: str) -> float:
+        p: ReasoningParams = self.params
+        value = 0.0
+        if p.min_words or p.max_words:
+            words = trace.count(" ") + trace.count("\n") + 1
+            if p.min_words and words < p.min_words:
+                value += p.length_penalty * (1.0 - words / p.min_words)
+            elif p.max_words and words > p.max_words:
+                value += p.length_penalty * min(1.0, (words - p.max_words) / p.max_words)
+        if p.repetition_penalty:
+            rep = _repetition(trace)
+            if rep > p.repetition_floor:
+                value += (
+                    p.repetition_penalty * (rep - p.repetition_floor) / (1 - p.repetition_floor)
+                )
+        if p.grounding or p.consistency:
+            lower = trace.lower()
+            if p.grounding and note:
+                terms = self._terms_of_note(note)
+                if terms:
+                    value += p.grounding * sum(t in lower for t in terms) / len(terms)
+            if p.consistency and code:
+                terms = self._terms_of_code(code)
+                if terms:
+                    value += p.consistency * sum(t in lower for t in terms) / len(terms)
+        return value
+
+    def _terms_of_note(self, note: str) -> tuple[str, ...]:
+        # The n samples of a GRPO group share one note: compute its terms once.
+        terms = self._note_terms.get(note)
+        if terms is None:
+            terms = _terms(note, self.params.grounding_terms)
+            self._note_terms[note] = terms
+            if len(self._note_terms) > _CACHE_SIZE:
+                self._note_terms.popitem(last=False)
+        return terms
+
+    def _terms_of_code(self, code: str) -> tuple[str, ...]:
+        terms = self._code_terms.get(code)
+        if terms is None:
+            description = self.context.codeset.describe(code) or ""
+            terms = _terms(description, 8)
+            self._code_terms[code] = terms
+        return terms
+
+
+@hookimpl
+def icdreward_register_rewards(register: Register) -> None:
+    register(ReasoningReward)

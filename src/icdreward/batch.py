@@ -1,0 +1,227 @@
+"""The batch types that flow through the engine.
+
+A parser turns raw completions into one :class:`ParsedBatch` (parse once); the
+engine wraps it with the gold codes, notes and group ids into a
+:class:`ScoringBatch`, which is what every reward component reads. Tensors that
+several rewards need (encoded codes, hierarchy ids) are computed lazily, once
+per batch.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import attrs
+import torch
+
+if TYPE_CHECKING:
+    from icdreward.codeset import CodeSet
+
+__all__ = ["Feature", "ParsedBatch", "ScoringBatch"]
+
+
+class Feature(enum.IntEnum):
+    """Columns of :attr:`ParsedBatch.features` (an ``int32`` tensor ``[B, len(Feature)]``).
+
+    Flags hold 0 or 1; counts and offsets hold integers (offsets are -1 when absent
+    and index into :attr:`ParsedBatch.texts`).
+    """
+
+    EMPTY = 0
+    """The completion is empty or whitespace only (or not text at all)."""
+    BAD_TYPE = 1
+    """The completion was not text (``None``, a number, a dict without content ...)."""
+    HAS_THINK = 2
+    """A think block was opened (a prefilled ``<think>`` counts)."""
+    THINK_CLOSED = 3
+    HAS_DIAGNOSIS = 4
+    DIAGNOSIS_CLOSED = 5
+    WELL_FORMED = 6
+    """The completion is exactly one think block followed by one diagnosis block."""
+    CODE_FOUND = 7
+    """A code candidate was extracted from the diagnosis block."""
+    CODE_VALID = 8
+    """The candidate passed the parser's validation (pattern or code set)."""
+    CODE_KNOWN = 9
+    """The candidate exists in the shipped code set."""
+    FROM_FREE_TEXT = 10
+    """The code was mapped from a free-text diagnosis."""
+    EXTRA_BLOCKS = 11
+    """Number of think/diagnosis pairs after the first one."""
+    OUTSIDE_CHARS = 12
+    """Non-whitespace characters outside the first think and diagnosis blocks."""
+    THINK_START = 13
+    THINK_END = 14
+    DIAGNOSIS_START = 15
+    DIAGNOSIS_END = 16
+    LENGTH = 17
+    """Length in characters of the parsed text."""
+
+
+@attrs.frozen(slots=False, eq=False)
+class ParsedBatch:
+    """The parser's view of a batch of completions.
+
+    Attributes:
+        texts: the completions as text, exactly as parsed (a prefilled ``<think>``
+            included); non-text completions become ``""``.
+        think: the first think trace (stripped), ``""`` when there is none.
+        diagnosis: the content of the first diagnosis block (stripped).
+        candidates: the normalized code candidate taken from the diagnosis, valid
+            or not (``""`` when nothing code-like was found).
+        codes: the normalized predicted code, ``""`` unless it is valid; this is
+            what outcome rewards compare with the gold codes.
+        features: ``int32`` tensor ``[B, len(Feature)]`` of flags, counts and spans.
+    """
+
+    texts: tuple[str, ...]
+    think: tuple[str, ...]
+    diagnosis: tuple[str, ...]
+    candidates: tuple[str, ...]
+    codes: tuple[str, ...]
+    features: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def feature(self, column: Feature) -> torch.Tensor:
+        """One column of :attr:`features` as an ``int32`` tensor ``[B]``."""
+        return self.features[:, column]
+
+    def flag(self, column: Feature) -> torch.Tensor:
+        """One flag column as a ``bool`` tensor ``[B]``."""
+        return self.features[:, column].bool()
+
+    @property
+    def parse_failure(self) -> torch.Tensor:
+        """``bool [B]``: no code candidate could be extracted."""
+        return ~self.flag(Feature.CODE_FOUND)
+
+    @property
+    def invalid_code(self) -> torch.Tensor:
+        """``bool [B]``: a candidate was extracted but failed validation."""
+        return self.flag(Feature.CODE_FOUND) & ~self.flag(Feature.CODE_VALID)
+
+    def subset(self, index: Sequence[int]) -> ParsedBatch:
+        """The rows ``index`` of this batch, in that order."""
+        idx = list(index)
+        return ParsedBatch(
+            texts=tuple(self.texts[i] for i in idx),
+            think=tuple(self.think[i] for i in idx),
+            diagnosis=tuple(self.diagnosis[i] for i in idx),
+            candidates=tuple(self.candidates[i] for i in idx),
+            codes=tuple(self.codes[i] for i in idx),
+            features=self.features[torch.tensor(idx, dtype=torch.long)],
+        )
+
+
+class ScoringBatch:
+    """Everything a reward component may read about one batch.
+
+    Rewards must not re-parse :attr:`parsed.texts <ParsedBatch.texts>`; they read
+    the parsed fields and the lazily computed tensors below. Each property is
+    computed at most once per batch and shared by all components.
+
+    Attributes:
+        parsed: the parser's output.
+        golds: per sample, the normalized gold codes, primary first (possibly empty
+            when the gold label was missing or unreadable).
+        notes: per sample, the admission note (``""`` when not given).
+        group_ids: ``int64 [B]`` group index per sample (GRPO prompt groups), or None.
+        codeset: the ICD-10-CM code set used for hierarchy lookups.
+    """
+
+    def __init__(
+        self,
+        parsed: ParsedBatch,
+        golds: Sequence[tuple[str, ...]],
+        codeset: CodeSet,
+        notes: Sequence[str] | None = None,
+        group_ids: torch.Tensor | None = None,
+    ) -> None:
+        self.parsed = parsed
+        self.golds: tuple[tuple[str, ...], ...] = tuple(golds)
+        self.codeset = codeset
+        self.notes: tuple[str, ...] = tuple(notes) if notes is not None else ("",) * len(parsed)
+        self.group_ids = group_ids
+
+    @property
+    def size(self) -> int:
+        """Number of samples ``B``."""
+        return len(self.parsed)
+
+    def __len__(self) -> int:
+        return len(self.parsed)
+
+    @cached_property
+    def primary_golds(self) -> tuple[str, ...]:
+        """The primary (first) gold code per sample, ``""`` when missing."""
+        return tuple(g[0] if g else "" for g in self.golds)
+
+    @cached_property
+    def max_golds(self) -> int:
+        """The largest number of gold codes of one sample (at least 1)."""
+        return max((len(g) for g in self.golds), default=1) or 1
+
+    @cached_property
+    def gold_mask(self) -> torch.Tensor:
+        """``bool [B, G]``: which gold slots hold a code."""
+        g = self.max_golds
+        rows = [[j < len(golds) for j in range(g)] for golds in self.golds]
+        return torch.tensor(rows, dtype=torch.bool).reshape(self.size, g)
+
+    @cached_property
+    def pred_chars(self) -> torch.Tensor:
+        """``uint8 [B, W]``: the predicted codes encoded by :meth:`CodeSet.encode`."""
+        return self.codeset.encode(self.parsed.codes)
+
+    @cached_property
+    def primary_gold_chars(self) -> torch.Tensor:
+        """``uint8 [B, W]``: the primary gold codes, encoded."""
+        return self.codeset.encode(self.primary_golds)
+
+    @cached_property
+    def gold_chars(self) -> torch.Tensor:
+        """``uint8 [B, G, W]``: every gold code, encoded (zeros in empty slots)."""
+        g = self.max_golds
+        if g == 1:
+            return self.primary_gold_chars.unsqueeze(1)
+        flat = [golds[j] if j < len(golds) else "" for golds in self.golds for j in range(g)]
+        return self.codeset.encode(flat).reshape(self.size, g, -1)
+
+    @cached_property
+    def pred_levels(self) -> torch.Tensor:
+        """``int32 [B, L]``: hierarchy ids of the predicted codes (:meth:`CodeSet.level_ids`)."""
+        return self.codeset.level_ids(self.parsed.codes)
+
+    @cached_property
+    def gold_levels(self) -> torch.Tensor:
+        """``int32 [B, G, L]``: hierarchy ids of every gold code (-1 in empty slots)."""
+        g = self.max_golds
+        flat = [golds[j] if j < len(golds) else "" for golds in self.golds for j in range(g)]
+        return self.codeset.level_ids(flat).reshape(self.size, g, -1)
+
+    @cached_property
+    def group_index(self) -> torch.Tensor | None:
+        """``int64 [B]`` dense group index (0..G-1), or None without group ids."""
+        if self.group_ids is None:
+            return None
+        _, inverse = torch.unique(self.group_ids, return_inverse=True)
+        return inverse
+
+    def subset(self, index: Sequence[int]) -> ScoringBatch:
+        """The rows ``index`` of this batch (used to isolate failing samples)."""
+        idx = list(index)
+        group_ids = None
+        if self.group_ids is not None:
+            group_ids = self.group_ids[torch.tensor(idx, dtype=torch.long)]
+        return ScoringBatch(
+            self.parsed.subset(idx),
+            [self.golds[i] for i in idx],
+            self.codeset,
+            notes=[self.notes[i] for i in idx],
+            group_ids=group_ids,
+        )

@@ -1,0 +1,433 @@
+"""The reward engine: parse once, run every component on the batch, combine.
+
+>>> engine = RewardEngine.from_preset("deepicd-r1")
+>>> result = engine.score(["Lumbar disc disorder with radiculopathy.</think>"
+...                        "<diagnosis>M51.16</diagnosis>"], ["M5116"])
+>>> result.total.tolist()
+[76.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import torch
+
+from icdreward._params import structure_params
+from icdreward.batch import ScoringBatch
+from icdreward.codeset import CodeSet, load_codeset
+from icdreward.components import ComponentContext, Parser, Reward, RewardOutput
+from icdreward.config import ComponentConfig, EngineConfig, FailurePolicy, load_config
+from icdreward.errors import ComponentFailure, UnknownComponentError
+from icdreward.groups import group_statistics
+from icdreward.plugin import ComponentKind, PluginManager
+from icdreward.result import ScoreResult
+
+__all__ = ["RewardEngine"]
+
+log = logging.getLogger("icdreward")
+_T = TypeVar("_T")
+
+
+@attrs.frozen(eq=False)
+class _Outcome:
+    values: torch.Tensor
+    failed: torch.Tensor
+    reasons: tuple[str | None, ...]
+
+    @classmethod
+    def failure(cls, size: int, reason: str) -> _Outcome:
+        return cls(torch.zeros(size), torch.ones(size, dtype=torch.bool), (reason,) * size)
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Outcome]) -> _Outcome:
+        return cls(
+            torch.cat([p.values for p in parts]),
+            torch.cat([p.failed for p in parts]),
+            tuple(r for p in parts for r in p.reasons),
+        )
+
+
+@attrs.frozen(eq=False)
+class _Bound:
+    """A configured reward component ready to run."""
+
+    config: ComponentConfig
+    reward: Reward
+    policy: FailurePolicy
+    fallback: float
+
+
+class RewardEngine:
+    """Scores batches of completions against gold ICD-10-CM codes.
+
+    Build one with :meth:`from_preset` or :meth:`from_config` and reuse it: building
+    loads plugins and the code set; scoring is a few tensor operations per batch.
+
+    Args:
+        config: a validated configuration (see :func:`icdreward.config.load_config`).
+        plugin_manager: plugins to use; by default the installed ones, minus
+            ``config.plugins.disable``.
+        codeset: the code set; by default the shipped year ``config.codeset_year``.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        plugin_manager: PluginManager | None = None,
+        codeset: CodeSet | None = None,
+    ) -> None:
+        self.config = config
+        self.plugin_manager = plugin_manager or PluginManager(
+            disable=config.plugins.disable, strict=config.plugins.strict
+        )
+        self.codeset = codeset or load_codeset(config.codeset_year)
+        context = ComponentContext(codeset=self.codeset, config_source=config.source)
+        parser_cls = self._component_class("parser", config.parser.name, "parser.name")
+        parser_params = structure_params(
+            parser_cls.Params, config.parser.params, source=config.source, field="parser"
+        )
+        self.parser: Parser = parser_cls(parser_params, context)
+        self._bound: list[_Bound] = []
+        for entry in config.rewards:
+            field = f"rewards.{entry.key}"
+            cls = self._component_class(
+                "reward",
+                entry.component,
+                f"{field}.component" if entry.component != entry.key else field,
+            )
+            params = structure_params(cls.Params, entry.params, source=config.source, field=field)
+            self._bound.append(
+                _Bound(
+                    config=entry,
+                    reward=cls(params, context),
+                    policy=entry.on_failure or config.failure.policy,
+                    fallback=config.failure.fallback if entry.fallback is None else entry.fallback,
+                )
+            )
+        self._weights = torch.tensor([b.config.weight for b in self._bound], dtype=torch.float32)
+        self._loop: _LoopThread | None = None
+
+    # -- construction ------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs: Any) -> RewardEngine:
+        """An engine for a shipped preset: ``"deepicd-r1"`` or ``"default"``."""
+        return cls(load_config({"preset": name}, source=f"preset {name!r}"), **kwargs)
+
+    @classmethod
+    def from_config(cls, config: str | Path | Mapping[str, Any], **kwargs: Any) -> RewardEngine:
+        """An engine for a configuration file (TOML, YAML, JSON) or mapping."""
+        return cls(load_config(config), **kwargs)
+
+    def _component_class(self, kind: ComponentKind, name: str, field: str) -> Any:
+        table = self.plugin_manager.registry.table(kind)
+        if name not in table:
+            available = ", ".join(sorted(table)) or "none"
+            raise UnknownComponentError(
+                self.config.source,
+                field,
+                name,
+                f"no loaded plugin registers a {kind} of that name (available: {available})",
+            )
+        return table[name].cls
+
+    # -- introspection -----------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configured reward component names, in order."""
+        return tuple(b.config.key for b in self._bound)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Component name -> weight."""
+        return {b.config.key: b.config.weight for b in self._bound}
+
+    @property
+    def rewards(self) -> dict[str, Reward]:
+        """Component name -> the built reward component."""
+        return {b.config.key: b.reward for b in self._bound}
+
+    # -- scoring -----------------------------------------------------------------
+
+    def score(
+        self,
+        completions: Sequence[object],
+        golds: Sequence[object],
+        notes: Sequence[str | None] | None = None,
+        group_ids: Sequence[Any] | torch.Tensor | None = None,
+    ) -> ScoreResult:
+        """Score a batch.
+
+        Args:
+            completions: model outputs; anything is accepted (non-text scores as empty).
+            golds: per sample, one gold code or a list of codes (primary first).
+            notes: per sample, the admission note (used by grounding and judge rewards).
+            group_ids: per sample, the id of its prompt group (for group statistics).
+
+        Returns:
+            A :class:`ScoreResult`; bad completions get low scores, never exceptions.
+
+        Raises:
+            ValueError: the argument lengths differ.
+            ComponentFailure: a component failed on some sample and its policy is ``"raise"``.
+        """
+        batch = self._prepare(completions, golds, notes, group_ids)
+        outcomes: dict[int, _Outcome] = {}
+        pending: list[int] = []
+        for k, bound in enumerate(self._bound):
+            if bound.reward.is_async:
+                pending.append(k)
+            else:
+                outcomes[k] = self._run_sync(bound, batch)
+        if pending:
+            results = self._loop_thread().run(self._gather(pending, batch))
+            outcomes.update(zip(pending, results, strict=True))
+        return self._combine(batch, [outcomes[k] for k in range(len(self._bound))])
+
+    async def ascore(
+        self,
+        completions: Sequence[object],
+        golds: Sequence[object],
+        notes: Sequence[str | None] | None = None,
+        group_ids: Sequence[Any] | torch.Tensor | None = None,
+    ) -> ScoreResult:
+        """Asynchronous :meth:`score`: async components run concurrently on the caller's loop."""
+        batch = self._prepare(completions, golds, notes, group_ids)
+        outcomes: dict[int, _Outcome] = {}
+        pending = [k for k, b in enumerate(self._bound) if b.reward.is_async]
+        for k, bound in enumerate(self._bound):
+            if not bound.reward.is_async:
+                outcomes[k] = self._run_sync(bound, batch)
+        outcomes.update(zip(pending, await self._gather(pending, batch), strict=True))
+        return self._combine(batch, [outcomes[k] for k in range(len(self._bound))])
+
+    def close(self) -> None:
+        """Close every component and stop the engine's background event loop."""
+        for bound in self._bound:
+            try:
+                bound.reward.close()
+            except Exception:
+                log.exception("closing reward component %r failed", bound.config.key)
+        if self._loop is not None:
+            self._loop.stop()
+            self._loop = None
+
+    def __enter__(self) -> RewardEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _prepare(
+        self,
+        completions: Sequence[object],
+        golds: Sequence[object],
+        notes: Sequence[str | None] | None,
+        group_ids: Sequence[Any] | torch.Tensor | None,
+    ) -> ScoringBatch:
+        completions = list(completions)
+        size = len(completions)
+        gold_list = list(golds)
+        _check_length("golds", gold_list, size)
+        note_list: list[str] | None = None
+        if notes is not None:
+            raw_notes = list(notes)
+            _check_length("notes", raw_notes, size)
+            note_list = [n if isinstance(n, str) else "" for n in raw_notes]
+        group_tensor = None
+        if group_ids is not None:
+            group_tensor = _group_tensor(group_ids)
+            _check_length("group_ids", group_tensor, size)
+        parsed = self.parser.parse(completions)
+        normalize = self.codeset.normalize
+        gold_codes = [_gold_codes(g, normalize) for g in gold_list]
+        return ScoringBatch(
+            parsed, gold_codes, self.codeset, notes=note_list, group_ids=group_tensor
+        )
+
+    def _run_sync(self, bound: _Bound, batch: ScoringBatch) -> _Outcome:
+        try:
+            return _outcome(bound.reward.score(batch), len(batch))
+        except Exception as exc:
+            return self._isolate(bound, batch, exc)
+
+    def _isolate(self, bound: _Bound, batch: ScoringBatch, exc: Exception) -> _Outcome:
+        # Bisect so that one poisonous sample costs only itself: the rest of the batch
+        # still gets real scores.
+        if len(batch) <= 1:
+            log.warning("reward %r failed on a sample: %r", bound.config.key, exc)
+            return _Outcome.failure(len(batch), f"{type(exc).__name__}: {exc}")
+        mid = len(batch) // 2
+        halves = (range(mid), range(mid, len(batch)))
+        return _Outcome.concat([self._run_sync(bound, batch.subset(h)) for h in halves])
+
+    async def _run_async(self, bound: _Bound, batch: ScoringBatch) -> _Outcome:
+        try:
+            return _outcome(await bound.reward.ascore(batch), len(batch))
+        except Exception as exc:
+            if len(batch) <= 1:
+                log.warning("reward %r failed on a sample: %r", bound.config.key, exc)
+                return _Outcome.failure(len(batch), f"{type(exc).__name__}: {exc}")
+            mid = len(batch) // 2
+            parts = await asyncio.gather(
+                self._run_async(bound, batch.subset(range(mid))),
+                self._run_async(bound, batch.subset(range(mid, len(batch)))),
+            )
+            return _Outcome.concat(parts)
+
+    async def _gather(self, indices: list[int], batch: ScoringBatch) -> list[_Outcome]:
+        return list(
+            await asyncio.gather(*(self._run_async(self._bound[k], batch) for k in indices))
+        )
+
+    def _combine(self, batch: ScoringBatch, outcomes: list[_Outcome]) -> ScoreResult:
+        size = len(batch)
+        components: dict[str, torch.Tensor] = {}
+        failed: dict[str, torch.Tensor] = {}
+        reasons: dict[str, tuple[str | None, ...]] = {}
+        included: list[torch.Tensor] = []
+        for bound, outcome in zip(self._bound, outcomes, strict=True):
+            key = bound.config.key
+            values, mask = outcome.values, outcome.failed
+            keep = torch.ones(size, dtype=torch.bool)
+            if bool(mask.any()):
+                if bound.policy == "raise":
+                    raise ComponentFailure(
+                        key, {i: r or "failed" for i, r in enumerate(outcome.reasons) if mask[i]}
+                    )
+                if bound.policy == "fallback":
+                    values = torch.where(mask, torch.tensor(bound.fallback), values)
+                else:
+                    values = torch.where(mask, torch.zeros(()), values)
+                    keep = ~mask
+            components[key] = values
+            failed[key] = mask
+            reasons[key] = outcome.reasons
+            included.append(keep)
+        if components:
+            matrix = torch.stack(list(components.values()), dim=1)
+            inc = torch.stack(included, dim=1)
+            total = (matrix * self._weights * inc).sum(dim=1)
+        else:
+            inc = torch.ones(size, 0, dtype=torch.bool)
+            total = torch.zeros(size)
+        # Last line of defence: a trainer must never receive NaN or inf.
+        total = torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
+        groups = None
+        if batch.group_ids is not None and size:
+            groups = group_statistics(total, batch.group_ids)
+        return ScoreResult(
+            total=total,
+            components=components,
+            weights=self.weights,
+            included=inc,
+            failed=failed,
+            failure_reasons=reasons,
+            parsed=batch.parsed,
+            groups=groups,
+        )
+
+    def _loop_thread(self) -> _LoopThread:
+        if self._loop is None:
+            self._loop = _LoopThread()
+        return self._loop
+
+
+def _check_length(name: str, values: Sequence[object] | torch.Tensor, size: int) -> None:
+    if len(values) != size:
+        raise ValueError(f"{name} has {len(values)} entries for {size} completions")
+
+
+def _gold_codes(gold: object, normalize: Any) -> tuple[str, ...]:
+    if gold is None:
+        return ()
+    if isinstance(gold, bytes):
+        gold = gold.decode("utf-8", "replace")
+    if isinstance(gold, str):
+        items: Iterable[object] = gold.replace(";", ",").replace("|", ",").split(",")
+    elif isinstance(gold, Iterable) and not isinstance(gold, Mapping):
+        items = gold
+    else:
+        return ()
+    codes = (normalize(item) for item in items)
+    return tuple(c for c in codes if c)
+
+
+def _group_tensor(group_ids: Sequence[Any] | torch.Tensor) -> torch.Tensor:
+    if isinstance(group_ids, torch.Tensor):
+        return group_ids.reshape(-1).to(torch.int64)
+    ids = list(group_ids)
+    if all(isinstance(g, int) and not isinstance(g, bool) for g in ids):
+        return torch.tensor(ids, dtype=torch.int64)
+    dense: dict[Any, int] = {}
+    return torch.tensor(
+        [dense.setdefault(_hashable(g), len(dense)) for g in ids], dtype=torch.int64
+    )
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _outcome(out: torch.Tensor | RewardOutput | Sequence[float], size: int) -> _Outcome:
+    if isinstance(out, RewardOutput):
+        values = torch.as_tensor(out.values, dtype=torch.float32).reshape(-1)
+        failed = torch.as_tensor(out.failed, dtype=torch.bool).reshape(-1)
+        reasons = tuple(out.reasons)
+        if failed.numel() != size or len(reasons) != size:
+            return _Outcome.failure(size, f"returned failure flags for {failed.numel()} samples")
+    else:
+        values = torch.as_tensor(out, dtype=torch.float32).reshape(-1)
+        failed = torch.zeros(size, dtype=torch.bool)
+        reasons = (None,) * size
+    if values.numel() != size:
+        return _Outcome.failure(size, f"returned {values.numel()} values for {size} samples")
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = ~finite & ~failed
+        failed = failed | bad
+        reasons = tuple(
+            "returned a non-finite value" if b else r
+            for r, b in zip(reasons, bad.tolist(), strict=True)
+        )
+        values = torch.where(finite, values, torch.zeros(()))
+    return _Outcome(values, failed, reasons)
+
+
+class _LoopThread:
+    """A private event loop in a daemon thread, for async components called synchronously.
+
+    Running coroutines here (instead of ``asyncio.run`` per call) works from worker
+    threads and from inside a running loop alike, and keeps one loop for the whole
+    life of the engine, so async clients bound to it stay usable across batches.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="icdreward-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

@@ -1,0 +1,40 @@
+"""The plugin system: hook markers, the plugin manager and the component registry.
+
+A plugin is a module with ``@hookimpl`` functions, published under the
+``icdreward`` entry-point group::
+
+    # my_plugin.py
+    from icdreward.plugin import hookimpl
+
+    @hookimpl
+    def icdreward_register_rewards(register):
+        register(MyReward)
+
+    # pyproject.toml
+    [project.entry-points.icdreward]
+    my_plugin = "my_plugin"
+"""
+
+from __future__ import annotations
+
+from icdreward.plugin._manager import FailedPlugin, LoadedPlugin, PluginManager
+from icdreward.plugin._registry import (
+    ComponentKind,
+    ComponentRegistry,
+    Register,
+    RegisteredComponent,
+)
+from icdreward.plugin._spec import PROJECT_NAME, hookimpl, hookspec
+
+__all__ = [
+    "PROJECT_NAME",
+    "ComponentKind",
+    "ComponentRegistry",
+    "FailedPlugin",
+    "LoadedPlugin",
+    "PluginManager",
+    "Register",
+    "RegisteredComponent",
+    "hookimpl",
+    "hookspec",
+]

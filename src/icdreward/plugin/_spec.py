@@ -1,0 +1,36 @@
+"""The hook specifications a plugin implements.
+
+Hooks only *register* components; the engine runs them itself. pluggy hooks are
+synchronous, catch nothing and have no time limits, so real work never happens
+inside a hook call.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from icdreward.plugin._registry import Register
+
+__all__ = [
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+    "icdreward_register_parsers",
+    "icdreward_register_rewards",
+]
+
+PROJECT_NAME = "icdreward"
+"""The pluggy project name and the entry-point group plugins are published under."""
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def icdreward_register_rewards(register: Register) -> None:
+    """Register reward components: call ``register(RewardClass)`` once per class."""
+
+
+@hookspec
+def icdreward_register_parsers(register: Register) -> None:
+    """Register output parsers: call ``register(ParserClass)`` once per class."""

@@ -1,0 +1,39 @@
+"""Built-in configuration presets.
+
+A preset is an ordinary configuration file shipped with the package; a
+configuration that says ``preset = "NAME"`` is merged over it.
+
+>>> available_presets()
+('deepicd-r1', 'default')
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from importlib import resources
+from typing import Any
+
+from icdreward.config import merge_config
+
+__all__ = ["available_presets", "preset_config"]
+
+
+@functools.cache
+def available_presets() -> tuple[str, ...]:
+    """Names of the shipped presets."""
+    files = resources.files(__name__).iterdir()
+    return tuple(sorted(f.name[: -len(".toml")] for f in files if f.name.endswith(".toml")))
+
+
+@functools.cache
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files(__name__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    """A fresh copy of the preset's raw configuration (``KeyError`` if unknown)."""
+    if name not in available_presets():
+        raise KeyError(name)
+    return merge_config({}, _load(name))
