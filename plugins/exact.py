@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from icdreward import Feature, Reward, ScoringBatch
+from icdreward import Reward, ScoringBatch
 from icdreward.plugin import Register, hookimpl
 
 __all__ = ["ExactParams", "ExactReward"]
@@ -36,15 +36,15 @@ class ExactReward(Reward):
 
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         p: ExactParams = self.params
-        valid = batch.parsed.flag(Feature.CODE_VALID)
-        pred = batch.pred_chars.unsqueeze(1)  # [B, 1, W]
-        equal = (pred == batch.gold_chars).all(dim=-1) & batch.gold_mask  # [B, G]
-        primary = equal[:, 0] & valid
-        secondary = equal[:, 1:].any(dim=1) & valid & ~primary
-        out = torch.full((batch.size,), p.no_match)
-        out = torch.where(primary, torch.tensor(p.match), out)
-        out = torch.where(secondary, torch.tensor(p.secondary_match), out)
-        return torch.where(valid, out, torch.tensor(p.invalid))
+        pred = batch.pred_key
+        valid = pred != 0
+        equal = (pred.unsqueeze(1) == batch.gold_keys) & valid.unsqueeze(1)  # [B, G]
+        primary = equal[:, 0]
+        out = torch.where(primary, p.match, p.no_match)
+        if batch.max_golds > 1:
+            secondary = equal[:, 1:].any(dim=1) & ~primary
+            out = torch.where(secondary, p.secondary_match, out)
+        return torch.where(valid, out, p.invalid)
 
 
 @hookimpl

@@ -9,8 +9,8 @@ once per batch.
 
 from __future__ import annotations
 
-import array
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -37,6 +37,15 @@ _UNCLOSED_DIAGNOSIS_CHARS = 256
 _CODE_SEARCH_CHARS = 512
 _FREE_TEXT_CHARS = 300
 _N_FEATURES = len(Feature)
+_HOPS = 8
+_MEMO_SIZE = 65_536
+# (candidate, code, found, valid, known, from free text)
+_Code = tuple[str, str, bool, bool, bool, bool]
+_NO_CODE: _Code = ("", "", False, False, False, False)
+# ((think, diagnosis, candidate, code), the feature row packed as int32)
+_Parsed = tuple[tuple[str, str, str, str], bytes]
+# Packing each row straight into bytes is several times cheaper than growing an array.
+_pack = struct.Struct(f"={_N_FEATURES}i").pack
 
 
 @attrs.frozen
@@ -91,6 +100,23 @@ def coerce_text(value: object) -> str | None:
     return None
 
 
+def _find(text: str, tag: str, start: int) -> int:
+    """``text.find(tag, start)``, fast on long text with few ``<`` characters.
+
+    A multi-character ``str.find`` walks the text window by window; a single
+    character search is a ``memchr``, several times faster. Hop between ``<``
+    characters for a bounded number of steps, then let ``str.find`` finish: the
+    result is the same and the cost stays linear whatever the input holds.
+    """
+    find = text.find
+    i = find("<", start)
+    for _ in range(_HOPS):
+        if i < 0 or text.startswith(tag, i):
+            return i
+        i = find("<", i + 1)
+    return find(tag, i) if i >= 0 else -1
+
+
 def _nonspace(text: str, start: int, end: int) -> int:
     if end <= start:
         return 0
@@ -115,72 +141,104 @@ class TagParser(Parser):
         token = _CODE_TOKEN_ANY if params.case_fold else _CODE_TOKEN_UPPER
         self._token_finder = token.finditer
         self._shape = _CODE_SHAPE.fullmatch
+        self._validate_codeset = params.validate == "codeset"
+        self._memo: dict[str, _Code] = {}
 
     def parse(self, completions: Sequence[object]) -> ParsedBatch:
         """Parse every completion; never raises on any input."""
         texts: list[str] = []
-        thinks: list[str] = []
-        diagnoses: list[str] = []
-        candidates: list[str] = []
-        codes: list[str] = []
-        feats = array.array("i")
-        parse_one = self._parse_one
+        rows: list[tuple[str, str, str, str]] = []
+        feats: list[bytes] = []
+        fast = self._parse_well_formed if self.params.prefilled_think else None
+        slow = self._parse_any
         for value in completions:
-            text = coerce_text(value)
-            bad_type = text is None
-            row = parse_one("" if text is None else text, bad_type)
-            texts.append(row[0])
-            thinks.append(row[1])
-            diagnoses.append(row[2])
-            candidates.append(row[3])
-            codes.append(row[4])
-            feats.extend(row[5])
+            if type(value) is str:
+                text, bad_type = value, False
+            else:
+                coerced = coerce_text(value)
+                text, bad_type = ("", True) if coerced is None else (coerced, False)
+            texts.append(text)
+            parsed = fast(text) if fast is not None else None
+            if parsed is None:
+                parsed = slow(text, bad_type)
+            rows.append(parsed[0])
+            feats.append(parsed[1])
         n = len(texts)
-        features = (
-            torch.frombuffer(feats, dtype=torch.int32).reshape(n, _N_FEATURES).clone()
-            if n
-            else torch.zeros(0, _N_FEATURES, dtype=torch.int32)
-        )
+        if not n:
+            empty: tuple[str, ...] = ()
+            features = torch.zeros(0, _N_FEATURES, dtype=torch.int32)
+            return ParsedBatch(empty, empty, empty, empty, empty, features)
+        think, diagnosis, candidates, codes = zip(*rows, strict=True)
         return ParsedBatch(
             texts=tuple(texts),
-            think=tuple(thinks),
-            diagnosis=tuple(diagnoses),
-            candidates=tuple(candidates),
-            codes=tuple(codes),
-            features=features,
+            think=think,
+            diagnosis=diagnosis,
+            candidates=candidates,
+            codes=codes,
+            features=torch.frombuffer(bytearray(b"".join(feats)), dtype=torch.int32).reshape(
+                n, _N_FEATURES
+            ),
         )
 
-    def _parse_one(
-        self, raw: str, bad_type: bool
-    ) -> tuple[str, str, str, str, str, tuple[int, ...]]:
+    def _parse_well_formed(self, text: str) -> _Parsed | None:
+        """The common case in few steps: ``trace</think> <diagnosis>X</diagnosis>`` after a
+        prefilled ``<think>``, with no other ``<`` in the text. None when it does not apply;
+        the result is then exactly what :meth:`_parse_any` returns for the same text."""
+        t1 = text.find("<")
+        if t1 <= 0 or not text.startswith(_THINK_END, t1):
+            return None
+        d0 = text.find("<", t1 + 8)
+        if d0 < 0 or not text.startswith(_DIAG, d0):
+            return None
+        if d0 != t1 + 8 and not text[t1 + 8 : d0].isspace():
+            return None
+        d1 = text.find("<", d0 + 11)
+        if d1 < 0 or not text.startswith(_DIAG_END, d1):
+            return None
+        length = len(text)
+        if d1 + 12 != length and not text[d1 + 12 :].isspace():
+            return None
+        think = text[:t1].strip()
+        diagnosis = text[d0 + 11 : d1].strip()
+        if not diagnosis:
+            return None
+        candidate, code, found, valid, known, free = self._code_of(diagnosis)
+        return (
+            (think, diagnosis, candidate, code),
+            _pack(False, False, True, True, True, True, True, found, valid, known, free,
+                  0, 0, 0, t1, d0, d1, length, len(think)),
+        )  # fmt: skip
+
+    def _parse_any(self, text: str, bad_type: bool) -> _Parsed:
         p = self.params
-        empty = bad_type or not raw or raw.isspace()
-        text = raw
-        if p.prefilled_think and not raw.lstrip().startswith(_THINK):
-            text = _THINK + raw
+        empty = bad_type or not text or text.isspace()
         length = len(text)
 
         # -- locate the first think block and the first diagnosis block -------------
-        t0 = text.find(_THINK)
-        t1 = -1
-        if t0 >= 0:
-            t1 = text.find(_THINK_END, t0 + 7)
-        d_from = t1 + 8 if t1 >= 0 else (t0 + 7 if t0 >= 0 else 0)
-        d0 = text.find(_DIAG, d_from)
-        d1 = text.find(_DIAG_END, d0 + 11) if d0 >= 0 else -1
+        # With a prefilled prompt the think block opens before the completion: it
+        # "starts" at 0 with a zero-length tag, unless the model wrote the tag again.
+        if p.prefilled_think and not text.lstrip().startswith(_THINK):
+            t0, body = 0, 0
+        else:
+            t0 = _find(text, _THINK, 0)
+            body = t0 + 7 if t0 >= 0 else 0
+        t1 = _find(text, _THINK_END, body) if t0 >= 0 else -1
+        d0 = _find(text, _DIAG, t1 + 8 if t1 >= 0 else body)
+        d1 = _find(text, _DIAG_END, d0 + 11) if d0 >= 0 else -1
         if t0 >= 0:
             think_end = t1 if t1 >= 0 else (d0 if d0 >= 0 else length)
-            think = text[t0 + 7 : think_end].strip()
+            think = text[body:think_end].strip()
         else:
             think_end = -1
             think = ""
 
-        if d0 >= 0 and d1 >= 0:
+        if d1 >= 0:
             diag_end = d1
             block_end = d1 + 12
         elif d0 >= 0:
-            newline = text.find("\n", d0 + 11, d0 + 11 + _UNCLOSED_DIAGNOSIS_CHARS)
-            diag_end = newline if newline >= 0 else min(length, d0 + 11 + _UNCLOSED_DIAGNOSIS_CHARS)
+            limit = d0 + 11 + _UNCLOSED_DIAGNOSIS_CHARS
+            newline = text.find("\n", d0 + 11, limit)
+            diag_end = newline if newline >= 0 else min(length, limit)
             block_end = diag_end
         else:
             diag_end = -1
@@ -191,59 +249,48 @@ class TagParser(Parser):
         # -- structure: extra blocks and text outside the first pair ------------------
         first_start = t0 if t0 >= 0 else (d0 if d0 >= 0 else 0)
         extra = 0
-        outside = _nonspace(text, 0, first_start)
+        outside = _nonspace(text, 0, first_start) if first_start else 0
         if block_end < length:
             extra = max(text.count(_THINK, block_end), text.count(_DIAG, block_end))
             outside += _nonspace(text, block_end, length)
-        if t1 >= 0 and d0 >= 0:
+        if t1 >= 0 and d0 > t1 + 8:
             outside += _nonspace(text, t1 + 8, d0)
-        well_formed = t0 >= 0 and t1 >= 0 and d0 >= 0 and d1 >= 0 and extra == 0 and outside == 0
+        well_formed = t1 >= 0 and d1 >= 0 and extra == 0 and outside == 0
 
         # -- the code ----------------------------------------------------------------
         diagnosis = text[d0 + 11 : diag_end].strip() if d0 >= 0 else ""
-        candidate = code = ""
-        valid = free = False
         if diagnosis and (well_formed or p.mode == "lenient"):
-            candidate, code, free = self._extract(diagnosis)
-            valid = bool(code)
-        found = bool(candidate)
-        known = valid and (free or p.validate == "codeset" or self._known(code))
+            candidate, code, found, valid, known, free = self._code_of(diagnosis)
+        else:
+            candidate, code, found, valid, known, free = _NO_CODE
 
         return (
-            text,
-            think,
-            diagnosis,
-            candidate,
-            code,
-            (
-                int(empty),
-                int(bad_type),
-                int(t0 >= 0),
-                int(t1 >= 0),
-                int(d0 >= 0),
-                int(d1 >= 0),
-                int(well_formed),
-                int(found),
-                int(valid),
-                int(known),
-                int(free),
-                extra,
-                outside,
-                t0,
-                think_end,
-                d0,
-                diag_end,
-                length,
+            (think, diagnosis, candidate, code),
+            _pack(
+                empty, bad_type, t0 >= 0, t1 >= 0, d0 >= 0, d1 >= 0, well_formed,
+                found, valid, known, free, extra, outside, t0, think_end, d0, diag_end, length,
+                len(think),
             ),
-        )
+        )  # fmt: skip
+
+    def _code_of(self, diagnosis: str) -> _Code:
+        """(candidate, code, found, valid, known, free) for a diagnosis text, memoized:
+        the same few diagnoses come back in every batch."""
+        result = self._memo.get(diagnosis)
+        if result is None:
+            candidate, code, free = self._extract(diagnosis)
+            valid = bool(code)
+            known = valid and (free or self._validate_codeset or self._known(code))
+            result = (candidate, code, bool(candidate), valid, known, free)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[diagnosis] = result
+        return result
 
     def _extract(self, diagnosis: str) -> tuple[str, str, bool]:
         """(candidate, valid code or "", mapped from free text) for a diagnosis text."""
         p = self.params
-        if p.case_fold:
-            candidate = self._normalize(diagnosis)
-        else:
-            candidate = diagnosis.strip().replace(".", "")
+        candidate = self._normalize(diagnosis) if p.case_fold else diagnosis.replace(".", "")
         if self._valid(candidate):
             return candidate, candidate, False
         if p.find_code_in_text:

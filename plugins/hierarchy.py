@@ -23,6 +23,7 @@ import attrs
 import torch
 
 from icdreward import Feature, Reward, ScoringBatch
+from icdreward.batch import code_length, common_prefix
 from icdreward.codeset import LEVELS
 from icdreward.plugin import Register, hookimpl
 
@@ -99,40 +100,34 @@ class HierarchyReward(Reward):
 
     def _levels(self, batch: ScoringBatch) -> torch.Tensor:
         p: HierarchyParams = self.params
-        valid = batch.parsed.flag(Feature.CODE_VALID)
+        valid = batch.pred_key != 0
         pred = batch.pred_levels[:, self._columns].unsqueeze(1)  # [B, 1, L]
         gold = batch.gold_levels[:, :, self._columns]  # [B, G, L]
         agree = (pred == gold) & (gold >= 0)
         credit = (agree.float() * self._credit).amax(dim=-1)  # [B, G]
-        full = (batch.pred_chars.unsqueeze(1) == batch.gold_chars).all(dim=-1)
-        credit = torch.where(full, torch.tensor(self._full), credit)
-        credit = credit * batch.gold_mask
+        full = batch.pred_key.unsqueeze(1) == batch.gold_keys
+        credit = torch.where(full, self._full, credit) * batch.gold_mask
         best = credit[:, 0]
         if p.secondary and batch.max_golds > 1:
             best = torch.maximum(best, credit[:, 1:].amax(dim=1) * p.secondary)
         if p.free_text != 1.0:
             free = batch.parsed.flag(Feature.FROM_FREE_TEXT)
             best = torch.where(free, best * p.free_text, best)
-        out = torch.where(best > 0, best, torch.tensor(p.mismatch))
-        return torch.where(valid, out, torch.tensor(p.invalid))
+        out = torch.where(best > 0, best, p.mismatch)
+        return torch.where(valid, out, p.invalid)
 
     def _prefix(self, batch: ScoringBatch) -> torch.Tensor:
         p: HierarchyParams = self.params
-        valid = batch.parsed.flag(Feature.CODE_VALID)
-        pred = batch.pred_chars
-        gold = batch.primary_gold_chars
-        present = gold != 0
-        glen = present.sum(dim=1)
-        same = (pred == gold) & present
-        common = same.to(torch.int32).cumprod(dim=1).sum(dim=1).float()
-        length = glen.clamp(min=1).float()
-        exact = (pred == gold).all(dim=1) & (glen > 0)
-        letter = same[:, 0]
-        partial = p.scale * (common / length + (common - 2).clamp(min=0))
-        out = torch.where(letter, partial, torch.tensor(p.mismatch))
-        out = torch.where(exact, p.scale * length, out)
-        out = torch.where(glen > 0, out, torch.tensor(p.mismatch))
-        return torch.where(valid, out, torch.tensor(p.invalid))
+        pred = batch.pred_key
+        gold = batch.gold_keys[:, 0]
+        length = code_length(gold).to(torch.float32)
+        common = common_prefix(pred, gold).to(torch.float32)
+        # The first byte of a key is its first character: same letter <=> same low byte.
+        letter = ((pred ^ gold) & 0xFF) == 0
+        partial = p.scale * (common / length.clamp(min=1) + (common - 2).clamp(min=0))
+        out = torch.where(letter & (gold != 0), partial, p.mismatch)
+        out = torch.where(pred == gold, p.scale * length, out)
+        return torch.where(pred != 0, out, p.invalid)
 
 
 @hookimpl

@@ -22,146 +22,22 @@ from icdreward.plugin import Register, hookimpl
 __all__ = ["ReasoningParams", "ReasoningReward"]
 
 _PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
-_STOPWORDS = frozenset(
-    [
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "along",
-        "also",
-        "among",
-        "and",
-        "another",
-        "any",
-        "are",
-        "around",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "cannot",
-        "could",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "either",
-        "else",
-        "ever",
-        "every",
-        "from",
-        "further",
-        "given",
-        "had",
-        "has",
-        "have",
-        "having",
-        "here",
-        "history",
-        "into",
-        "itself",
-        "just",
-        "last",
-        "less",
-        "more",
-        "most",
-        "much",
-        "must",
-        "neither",
-        "never",
-        "none",
-        "nor",
-        "not",
-        "now",
-        "often",
-        "once",
-        "only",
-        "other",
-        "others",
-        "over",
-        "patient",
-        "patients",
-        "per",
-        "perhaps",
-        "presents",
-        "presented",
-        "presenting",
-        "rather",
-        "reports",
-        "same",
-        "several",
-        "should",
-        "since",
-        "some",
-        "such",
-        "than",
-        "that",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "though",
-        "through",
-        "thus",
-        "under",
-        "unless",
-        "until",
-        "upon",
-        "very",
-        "was",
-        "were",
-        "what",
-        "when",
-        "where",
-        "whether",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "whose",
-        "why",
-        "will",
-        "with",
-        "within",
-        "without",
-        "would",
-        "year",
-        "years",
-        "old",
-        "yesterday",
-        "today",
-        "unspecified",
-        "specified",
-        "classified",
-        "elsewhere",
-        "encounter",
-        "initial",
-        "subsequent",
-        "sequela",
-        "type",
-        "region",
-        "site",
-        "part",
-        "left",
-        "right",
-        "bilateral",
-        "status",
-    ]
-)
+_STOPWORD_TEXT = """
+about above after again against along also among and another any are around because been
+before being below between both but cannot could does doing down during each either else
+ever every from further given had has have having here history into itself just last less
+more most much must neither never none nor not now often once only other others over patient
+patients per perhaps presents presented presenting rather reports same several should since
+some such than that their them then there these they this those though through thus under
+unless until upon very was were what when where whether which while who whom whose why will
+with within without would year years old yesterday today unspecified specified classified
+elsewhere encounter initial subsequent sequela type region site part left right bilateral
+status
+"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _STEM = 6
-_SEGMENT_MIN_CHARS = 12
 _TAIL = 40
+_CODE_TERMS = 4
 _CACHE_SIZE = 4096
 
 
@@ -176,25 +52,20 @@ def _terms(text: str, limit: int) -> tuple[str, ...]:
 
 
 def _repetition(trace: str) -> float:
-    """Share of the trace that repeats earlier text (0 for none, up to 1)."""
+    """Share of the trace that repeats earlier text (0 for none, up to 1).
+
+    Two cheap signals: sentences said again (the share of duplicate sentences), and
+    a degenerate loop running to the end of the output (its last characters occur
+    many times).
+    """
     n = len(trace)
     if n < 2 * _TAIL:
         return 0.0
-    # Whole sentences or lines said again.
-    segments = trace.replace("\n", ". ").split(". ")
-    seen: set[str] = set()
-    repeated = 0
-    for segment in segments:
-        if len(segment) < _SEGMENT_MIN_CHARS:
-            continue
-        if segment in seen:
-            repeated += len(segment) + 2
-        else:
-            seen.add(segment)
-    # A degenerate loop that runs to the end of the output repeats its tail many times.
+    sentences = trace.split(".")
+    duplicates = (len(sentences) - len(set(sentences))) / len(sentences)
     tail = trace[-_TAIL:]
-    loop = (trace.count(tail) - 1) * _TAIL
-    return min(1.0, max(repeated, loop) / n)
+    loop = (trace.count(tail) - 1) * _TAIL / n
+    return min(1.0, max(duplicates, loop))
 
 
 @attrs.frozen
@@ -230,7 +101,7 @@ class ReasoningParams:
         default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
     )
     grounding: float = 0.0
-    grounding_terms: int = attrs.field(default=30, validator=attrs.validators.ge(1))
+    grounding_terms: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     consistency: float = 0.0
     max_chars: int = attrs.field(default=20_000, validator=attrs.validators.ge(1))
 
@@ -255,17 +126,16 @@ class ReasoningReward(Reward):
 
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         p: ReasoningParams = self.params
-        has_trace = [bool(t) for t in batch.parsed.think]
+        trace = batch.parsed.feature(Feature.THINK_CHARS) > 0
         if p.require_closed:
-            closed = batch.parsed.feature(Feature.THINK_CLOSED).tolist()
-            has_trace = [t and bool(c) for t, c in zip(has_trace, closed, strict=True)]
-        out = torch.tensor(has_trace, dtype=torch.float32) * p.nonempty
+            trace &= batch.parsed.flag(Feature.THINK_CLOSED)
+        out = torch.where(trace, p.nonempty, 0.0)
         if not self._text_terms:
             return out
         extra = [
-            self._text_score(trace[: p.max_chars], note, code) if ok else 0.0
-            for trace, note, code, ok in zip(
-                batch.parsed.think, batch.notes, batch.parsed.codes, has_trace, strict=True
+            self._text_score(think[: p.max_chars], note, code) if ok else 0.0
+            for think, note, code, ok in zip(
+                batch.parsed.think, batch.notes, batch.parsed.codes, trace.tolist(), strict=True
             )
         ]
         return out + torch.tensor(extra, dtype=torch.float32)
@@ -274,7 +144,7 @@ class ReasoningReward(Reward):
         p: ReasoningParams = self.params
         value = 0.0
         if p.min_words or p.max_words:
-            words = trace.count(" ") + trace.count("\n") + 1
+            words = trace.count(" ") + 1  # an estimate: one pass, no word list
             if p.min_words and words < p.min_words:
                 value += p.length_penalty * (1.0 - words / p.min_words)
             elif p.max_words and words > p.max_words:
@@ -311,7 +181,7 @@ class ReasoningReward(Reward):
         terms = self._code_terms.get(code)
         if terms is None:
             description = self.context.codeset.describe(code) or ""
-            terms = _terms(description, 8)
+            terms = _terms(description, _CODE_TERMS)
             self._code_terms[code] = terms
         return terms
 

@@ -20,7 +20,14 @@ from icdreward.errors import ConfigError
 __all__ = ["structure_params"]
 
 
-def structure_params(cls: type[Any], table: Mapping[str, Any], *, source: str, field: str) -> Any:
+def structure_params(
+    cls: type[Any],
+    table: Mapping[str, Any],
+    *,
+    source: str,
+    field: str,
+    reserved: tuple[str, ...] = (),
+) -> Any:
     """Build ``cls(**table)`` after checking names and types of every entry.
 
     Args:
@@ -28,6 +35,8 @@ def structure_params(cls: type[Any], table: Mapping[str, Any], *, source: str, f
         table: the parameters from the configuration.
         source: where the configuration came from, for error messages.
         field: dotted path of ``table`` in the configuration, e.g. ``"rewards.exact"``.
+        reserved: keys the surrounding table also accepts (``weight`` ...); only used
+            to suggest the right name for a misspelt key.
 
     Raises:
         ConfigError: naming the unknown or mistyped field and its value.
@@ -40,7 +49,8 @@ def structure_params(cls: type[Any], table: Mapping[str, Any], *, source: str, f
     for key, value in table.items():
         path = f"{field}.{key}" if field else str(key)
         if key not in fields:
-            raise ConfigError(source, path, value, _unknown_message(str(key), fields))
+            allowed = [*fields, *reserved]
+            raise ConfigError(source, path, value, _unknown_message(str(key), allowed))
         kwargs[key] = _check(value, hints.get(key, Any), source, path)
     try:
         return cls(**kwargs)
@@ -49,7 +59,7 @@ def structure_params(cls: type[Any], table: Mapping[str, Any], *, source: str, f
         raise ConfigError(source, field, dict(table), str(exc)) from None
 
 
-def _unknown_message(key: str, allowed: Mapping[str, Any]) -> str:
+def _unknown_message(key: str, allowed: list[str]) -> str:
     names = sorted(allowed)
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -20,7 +20,7 @@ import torch
 if TYPE_CHECKING:
     from icdreward.codeset import CodeSet
 
-__all__ = ["Feature", "ParsedBatch", "ScoringBatch"]
+__all__ = ["Feature", "ParsedBatch", "ScoringBatch", "code_length", "common_prefix"]
 
 
 class Feature(enum.IntEnum):
@@ -59,6 +59,8 @@ class Feature(enum.IntEnum):
     DIAGNOSIS_END = 16
     LENGTH = 17
     """Length in characters of the parsed text."""
+    THINK_CHARS = 18
+    """Length in characters of the (stripped) first think trace."""
 
 
 @attrs.frozen(slots=False, eq=False)
@@ -66,8 +68,9 @@ class ParsedBatch:
     """The parser's view of a batch of completions.
 
     Attributes:
-        texts: the completions as text, exactly as parsed (a prefilled ``<think>``
-            included); non-text completions become ``""``.
+        texts: the completions as text (non-text completions become ``""``). A
+            prefilled ``<think>`` is not part of the text: such a think block starts
+            at offset 0 with a zero-length opening tag.
         think: the first think trace (stripped), ``""`` when there is none.
         diagnosis: the content of the first diagnosis block (stripped).
         candidates: the normalized code candidate taken from the diagnosis, valid
@@ -169,9 +172,7 @@ class ScoringBatch:
     @cached_property
     def gold_mask(self) -> torch.Tensor:
         """``bool [B, G]``: which gold slots hold a code."""
-        g = self.max_golds
-        rows = [[j < len(golds) for j in range(g)] for golds in self.golds]
-        return torch.tensor(rows, dtype=torch.bool).reshape(self.size, g)
+        return self.gold_keys != 0
 
     @cached_property
     def pred_chars(self) -> torch.Tensor:
@@ -193,6 +194,22 @@ class ScoringBatch:
         return self.codeset.encode(flat).reshape(self.size, g, -1)
 
     @cached_property
+    def pred_key(self) -> torch.Tensor:
+        """``int64 [B]``: each predicted code packed into one integer (0 when invalid).
+
+        The code's ASCII bytes, zero padded to 8, read as a little-endian int64: two
+        codes are equal exactly when their keys are, and :func:`common_prefix`
+        compares whole batches with a few integer operations.
+        """
+        return _keys(self.pred_chars)
+
+    @cached_property
+    def gold_keys(self) -> torch.Tensor:
+        """``int64 [B, G]``: every gold code packed like :attr:`pred_key` (0 in empty slots)."""
+        g = self.max_golds
+        return _keys(self.gold_chars.reshape(self.size * g, -1)).reshape(self.size, g)
+
+    @cached_property
     def pred_levels(self) -> torch.Tensor:
         """``int32 [B, L]``: hierarchy ids of the predicted codes (:meth:`CodeSet.level_ids`)."""
         return self.codeset.level_ids(self.parsed.codes)
@@ -209,7 +226,7 @@ class ScoringBatch:
         """``int64 [B]`` dense group index (0..G-1), or None without group ids."""
         if self.group_ids is None:
             return None
-        _, inverse = torch.unique(self.group_ids, return_inverse=True)
+        inverse: torch.Tensor = torch.unique(self.group_ids, return_inverse=True)[1]
         return inverse
 
     def subset(self, index: Sequence[int]) -> ScoringBatch:
@@ -225,3 +242,37 @@ class ScoringBatch:
             notes=[self.notes[i] for i in idx],
             group_ids=group_ids,
         )
+
+
+def _keys(chars: torch.Tensor) -> torch.Tensor:
+    """Pack ``uint8 [N, W]`` (W <= 8) encoded codes into ``int64 [N]`` keys."""
+    padded = torch.nn.functional.pad(chars, (0, 8 - chars.shape[1]))
+    return padded.contiguous().view(torch.int64).reshape(-1)
+
+
+def code_length(keys: torch.Tensor) -> torch.Tensor:
+    """``int64``: the number of characters of each packed code key (0 for 0).
+
+    Characters are bytes 0x30-0x5A, so the highest non-zero byte sits below bit
+    ``8 * len - 1`` and ``floor(log2(key))`` cannot round up into the next byte.
+    """
+    bits = torch.log2(keys.clamp(min=1).to(torch.float64)).floor().to(torch.int64)
+    return torch.where(keys > 0, bits // 8 + 1, 0)
+
+
+def common_prefix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``int64``: length of the common prefix of packed code keys ``a`` and ``b``.
+
+    The first differing character is the lowest non-zero byte of ``a ^ b``; its bit
+    is isolated with ``x & -x``, whose ``log2`` is exact. Equal keys share all of
+    their characters.
+
+    >>> from icdreward.batch import _keys
+    >>> k = _keys(torch.tensor([list(b"M5116\0\0"), list(b"M5117\0\0")], dtype=torch.uint8))
+    >>> common_prefix(k[:1], k[1:]).tolist(), code_length(k).tolist()
+    ([4], [5, 5])
+    """
+    x = a ^ b
+    low = (x & -x).clamp(min=1).to(torch.float64)
+    first_diff = torch.log2(low).floor().to(torch.int64) // 8
+    return torch.where(x == 0, torch.minimum(code_length(a), code_length(b)), first_diff)

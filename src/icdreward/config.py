@@ -35,6 +35,7 @@ import attrs
 from icdreward.errors import ConfigError
 
 __all__ = [
+    "RESERVED_KEYS",
     "ComponentConfig",
     "EngineConfig",
     "FailureConfig",
@@ -50,7 +51,7 @@ _POLICIES: tuple[str, ...] = ("fallback", "abstain", "raise")
 _TOP_LEVEL = ("preset", "parser", "rewards", "failure", "plugins", "codeset")
 # Keys of a reward table that configure the engine's handling of the component;
 # everything else in the table is a parameter of the component itself.
-_RESERVED = ("component", "weight", "enabled", "on_failure", "fallback")
+RESERVED_KEYS = ("component", "weight", "enabled", "on_failure", "fallback")
 
 
 @attrs.frozen
@@ -262,7 +263,7 @@ def _rewards(value: Any, source: str) -> tuple[ComponentConfig, ...]:
                 key=str(key),
                 component=component,
                 weight=_number(entry.get("weight", 1.0), source, f"{field}.weight"),
-                params={k: v for k, v in entry.items() if k not in _RESERVED},
+                params={k: v for k, v in entry.items() if k not in RESERVED_KEYS},
                 on_failure=None
                 if on_failure is None
                 else _policy(on_failure, source, f"{field}.on_failure"),

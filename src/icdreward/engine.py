@@ -23,7 +23,13 @@ from icdreward._params import structure_params
 from icdreward.batch import ScoringBatch
 from icdreward.codeset import CodeSet, load_codeset
 from icdreward.components import ComponentContext, Parser, Reward, RewardOutput
-from icdreward.config import ComponentConfig, EngineConfig, FailurePolicy, load_config
+from icdreward.config import (
+    RESERVED_KEYS,
+    ComponentConfig,
+    EngineConfig,
+    FailurePolicy,
+    load_config,
+)
 from icdreward.errors import ComponentFailure, UnknownComponentError
 from icdreward.groups import group_statistics
 from icdreward.plugin import ComponentKind, PluginManager
@@ -33,6 +39,7 @@ __all__ = ["RewardEngine"]
 
 log = logging.getLogger("icdreward")
 _T = TypeVar("_T")
+_GOLD_MEMO_SIZE = 65_536
 
 
 @attrs.frozen(eq=False)
@@ -92,7 +99,11 @@ class RewardEngine:
         context = ComponentContext(codeset=self.codeset, config_source=config.source)
         parser_cls = self._component_class("parser", config.parser.name, "parser.name")
         parser_params = structure_params(
-            parser_cls.Params, config.parser.params, source=config.source, field="parser"
+            parser_cls.Params,
+            config.parser.params,
+            source=config.source,
+            field="parser",
+            reserved=("name",),
         )
         self.parser: Parser = parser_cls(parser_params, context)
         self._bound: list[_Bound] = []
@@ -103,7 +114,9 @@ class RewardEngine:
                 entry.component,
                 f"{field}.component" if entry.component != entry.key else field,
             )
-            params = structure_params(cls.Params, entry.params, source=config.source, field=field)
+            params = structure_params(
+                cls.Params, entry.params, source=config.source, field=field, reserved=RESERVED_KEYS
+            )
             self._bound.append(
                 _Bound(
                     config=entry,
@@ -114,6 +127,7 @@ class RewardEngine:
             )
         self._weights = torch.tensor([b.config.weight for b in self._bound], dtype=torch.float32)
         self._loop: _LoopThread | None = None
+        self._gold_memo: dict[str, tuple[str, ...]] = {}
 
     # -- construction ------------------------------------------------------------
 
@@ -250,11 +264,22 @@ class RewardEngine:
             group_tensor = _group_tensor(group_ids)
             _check_length("group_ids", group_tensor, size)
         parsed = self.parser.parse(completions)
-        normalize = self.codeset.normalize
-        gold_codes = [_gold_codes(g, normalize) for g in gold_list]
+        gold_codes = [self._gold_codes(g) for g in gold_list]
         return ScoringBatch(
             parsed, gold_codes, self.codeset, notes=note_list, group_ids=group_tensor
         )
+
+    def _gold_codes(self, gold: object) -> tuple[str, ...]:
+        # The n samples of a GRPO group share their gold label: memoize the strings.
+        if type(gold) is str:
+            codes = self._gold_memo.get(gold)
+            if codes is None:
+                codes = _gold_codes(gold, self.codeset.normalize)
+                if len(self._gold_memo) >= _GOLD_MEMO_SIZE:
+                    self._gold_memo.clear()
+                self._gold_memo[gold] = codes
+            return codes
+        return _gold_codes(gold, self.codeset.normalize)
 
     def _run_sync(self, bound: _Bound, batch: ScoringBatch) -> _Outcome:
         try:

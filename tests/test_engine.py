@@ -1,0 +1,248 @@
+"""The engine: combining components, failure policies, async components, groups, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from typing import Any
+
+import attrs
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _texts import completion
+from icdreward import (
+    ComponentFailure,
+    Reward,
+    RewardEngine,
+    RewardOutput,
+    ScoringBatch,
+    load_config,
+)
+from icdreward.plugin import PluginManager, hookimpl
+
+GOLD = "M5116"
+
+
+@attrs.frozen
+class _TriggerParams:
+    trigger: str = "E119"
+
+
+class Exploding(Reward):
+    """Raises whenever the batch holds the trigger code: isolates per sample."""
+
+    name = "exploding"
+    Params = _TriggerParams
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        if self.params.trigger in batch.parsed.codes:
+            raise RuntimeError("boom")
+        return torch.ones(batch.size)
+
+
+class NotANumber(Reward):
+    name = "nan"
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        out = torch.ones(batch.size)
+        out[0] = math.nan
+        return out
+
+
+class WrongShape(Reward):
+    name = "wrong_shape"
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        return torch.ones(batch.size + 1)
+
+
+class Flaky(Reward):
+    """Reports an infrastructure failure on odd samples, like a judge timing out."""
+
+    name = "flaky"
+
+    def score(self, batch: ScoringBatch) -> RewardOutput:
+        failed = torch.arange(batch.size) % 2 == 1
+        reasons = ["timeout" if f else None for f in failed.tolist()]
+        return RewardOutput(values=torch.full((batch.size,), 2.0), failed=failed, reasons=reasons)
+
+
+class SlowAsync(Reward):
+    name = "slow_async"
+    is_async = True
+
+    async def ascore(self, batch: ScoringBatch) -> torch.Tensor:
+        await asyncio.sleep(0.01)
+        return torch.full((batch.size,), 0.5)
+
+
+class _TestPlugin:
+    @hookimpl
+    def icdreward_register_rewards(self, register: Any) -> None:
+        for cls in (Exploding, NotANumber, WrongShape, Flaky, SlowAsync):
+            register(cls)
+
+
+def engine(config: dict[str, Any]) -> RewardEngine:
+    manager = PluginManager()
+    manager.register(_TestPlugin(), name="test-plugin")
+    return RewardEngine(load_config(config), plugin_manager=manager)
+
+
+def test_result_shapes_records_and_weighted_total(default_engine: RewardEngine) -> None:
+    texts = [completion("M5116"), completion("M5117"), "", None]
+    result = default_engine.score(texts, [GOLD] * 4)
+    assert result.total.dtype == torch.float32 and result.total.shape == (4,)
+    assert result.matrix.shape == (4, len(default_engine.names))
+    weights = torch.tensor([default_engine.weights[n] for n in result.names])
+    assert torch.allclose(result.total, (result.matrix * weights).sum(1))
+    records = result.to_records()
+    assert [r["score"] for r in records] == pytest.approx(result.total.tolist(), abs=1e-6)
+    assert set(records[0]) == {"score", *default_engine.names, "code", "parse_failure",
+                               "invalid_code", "failed"}  # fmt: skip
+    assert records[2]["parse_failure"] is True and records[0]["code"] == "M5116"
+
+
+def test_one_failing_sample_is_isolated_and_flagged() -> None:
+    e = engine({"rewards": {"exploding": {}}})
+    texts = [completion(c) for c in ["M5116", "E119", "I10", "E119", "J189"]]
+    result = e.score(texts, [GOLD] * 5)
+    assert result.failed["exploding"].tolist() == [False, True, False, True, False]
+    assert result.components["exploding"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert result.failure_reasons["exploding"][1] == "RuntimeError: boom"
+    assert result.to_records()[1]["failed"] == ["exploding"]
+
+
+def test_abstain_policy_leaves_the_component_out() -> None:
+    e = engine({"rewards": {"flaky": {"on_failure": "abstain"}, "exploding": {"weight": 3.0}}})
+    result = e.score([completion("I10")] * 4, [GOLD] * 4)
+    assert result.total.tolist() == [5.0, 3.0, 5.0, 3.0]
+    assert result.included[:, 0].tolist() == [True, False, True, False]
+    assert [r["flaky"] for r in result.to_records()] == [2.0, None, 2.0, None]
+
+
+def test_fallback_policy_uses_the_fallback_value() -> None:
+    e = engine({"failure": {"policy": "fallback", "fallback": -0.5}, "rewards": {"flaky": {}}})
+    result = e.score([completion("I10")] * 2, [GOLD] * 2)
+    assert result.total.tolist() == [2.0, -0.5]
+    assert result.failed["flaky"].tolist() == [False, True]
+
+
+def test_raise_policy_raises_naming_component_and_sample() -> None:
+    e = engine({"failure": {"policy": "raise"}, "rewards": {"flaky": {}}})
+    with pytest.raises(ComponentFailure, match=r"'flaky' failed on 1 sample.*sample 1: timeout"):
+        e.score([completion("I10")] * 2, [GOLD] * 2)
+
+
+def test_nan_and_wrong_shapes_never_reach_the_total() -> None:
+    e = engine({"rewards": {"nan": {}, "wrong_shape": {}}})
+    result = e.score([completion("I10")] * 3, [GOLD] * 3)
+    assert torch.isfinite(result.total).all()
+    assert result.failed["nan"].tolist() == [True, False, False]
+    assert result.failure_reasons["nan"][0] == "returned a non-finite value"
+    assert result.failed["wrong_shape"].all()
+    assert result.total.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_async_components_from_sync_code_threads_and_running_loops() -> None:
+    e = engine({"rewards": {"slow_async": {}, "exploding": {}}})
+    texts, golds = [completion("I10")] * 3, [GOLD] * 3
+    assert e.score(texts, golds).total.tolist() == [1.5] * 3
+
+    results: list[list[float]] = []
+    threads = [threading.Thread(target=lambda: results.append(e.score(texts, golds).total.tolist()))
+               for _ in range(4)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [[1.5] * 3] * 4
+
+    async def inside_a_loop() -> list[float]:
+        sync_result = e.score(texts, golds)  # a sync call from inside a running loop
+        async_result = await e.ascore(texts, golds)
+        assert sync_result.total.tolist() == async_result.total.tolist()
+        return async_result.total.tolist()
+
+    assert asyncio.run(inside_a_loop()) == [1.5] * 3
+    e.close()
+
+
+def test_group_statistics(default_engine: RewardEngine) -> None:
+    texts = [completion("M5116"), completion("M5116"), completion("M5116"), completion("J189")]
+    result = default_engine.score(texts, [GOLD] * 4, group_ids=["a", "a", "b", "b"])
+    groups = result.groups
+    assert groups is not None and groups.n_groups == 2
+    totals = result.total.tolist()
+    assert groups.mean.tolist() == pytest.approx([sum(totals[:2]) / 2, sum(totals[2:]) / 2])
+    assert groups.std.tolist() == pytest.approx(
+        [float(np.std(totals[:2], ddof=1)), float(np.std(totals[2:], ddof=1))], abs=1e-5
+    )
+    assert groups.all_equal.tolist() == [True, False]
+    assert groups.all_equal_share == 0.5
+
+
+@pytest.mark.parametrize(
+    ("gold", "expected"),
+    [
+        ("M51.16", ("M5116",)),
+        (["m5116", "E11.9"], ("M5116", "E119")),
+        ("M5116; E119", ("M5116", "E119")),
+        (np.array(["M5116", "E119"]), ("M5116", "E119")),
+        (None, ()),
+        (42, ()),
+        ({"code": "M5116"}, ()),
+    ],
+)
+def test_gold_formats(
+    default_engine: RewardEngine, gold: object, expected: tuple[str, ...]
+) -> None:
+    assert default_engine._gold_codes(gold) == expected
+
+
+def test_missing_gold_scores_without_error(default_engine: RewardEngine) -> None:
+    result = default_engine.score([completion("M5116")], [None])
+    assert result.components["hierarchy"].tolist() == [0.0]
+
+
+def test_length_mismatch_is_a_clear_error(default_engine: RewardEngine) -> None:
+    with pytest.raises(ValueError, match="golds has 1 entries for 2 completions"):
+        default_engine.score(["a", "b"], ["M5116"])
+    with pytest.raises(ValueError, match="notes has 1 entries"):
+        default_engine.score(["a", "b"], ["M5116"] * 2, notes=["n"])
+
+
+def test_empty_batch(default_engine: RewardEngine) -> None:
+    result = default_engine.score([], [])
+    assert result.total.shape == (0,)
+    assert result.to_records() == []
+
+
+_ANYTHING = st.one_of(
+    st.none(), st.integers(), st.floats(), st.binary(max_size=64), st.text(max_size=200),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+    st.lists(st.text(max_size=5), max_size=3),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_ANYTHING, min_size=1, max_size=6))
+def test_any_completion_gets_a_finite_score(
+    default_engine: RewardEngine, values: list[Any]
+) -> None:
+    for engine_ in (default_engine,):
+        result = engine_.score(values, [GOLD] * len(values), notes=["note"] * len(values))
+        assert torch.isfinite(result.total).all()
+        assert len(result.to_records()) == len(values)
+
+
+def test_huge_and_pathological_completions(deepicd: RewardEngine) -> None:
+    texts = ["x" * 10_000_000, "\n" * 100_000, "<think>" * 20_000, "</think><diagnosis>" * 5000]
+    result = deepicd.score(texts, [GOLD] * 4)
+    assert torch.isfinite(result.total).all()
+    assert result.parse_failure.tolist()[0] is True
