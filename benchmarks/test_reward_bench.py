@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _corpus import adversarial, completions
 
 from icdreward import RewardEngine
+
+from _corpus import adversarial, completions
 
 TARGET_US = {"deepicd-r1": 3.0, "default": 25.0}
 

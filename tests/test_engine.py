@@ -14,7 +14,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _texts import completion
 from icdreward import (
     ComponentFailure,
     Reward,
@@ -24,6 +23,8 @@ from icdreward import (
     load_config,
 )
 from icdreward.plugin import PluginManager, hookimpl
+
+from _texts import completion
 
 GOLD = "M5116"
 
@@ -217,10 +218,11 @@ def test_length_mismatch_is_a_clear_error(default_engine: RewardEngine) -> None:
         default_engine.score(["a", "b"], ["M5116"] * 2, notes=["n"])
 
 
-def test_empty_batch(default_engine: RewardEngine) -> None:
-    result = default_engine.score([], [])
+def test_empty_batch(default_engine: RewardEngine, caplog: pytest.LogCaptureFixture) -> None:
+    result = default_engine.score([], [], group_ids=[])
     assert result.total.shape == (0,)
     assert result.to_records() == []
+    assert caplog.records == []  # no component failed on the empty batch
 
 
 _ANYTHING = st.one_of(

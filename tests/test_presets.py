@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from _texts import completion
 from icdreward import RewardEngine
 from icdreward.presets import available_presets, preset_config
+
+from _texts import completion
 
 GOLD = "M5116"
 

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from _texts import completion
 from icdreward import RewardEngine
 from icdreward_plugins.reasoning import _repetition, _terms
+
+from _texts import completion
 
 
 def only(component: str, **params: Any) -> RewardEngine:

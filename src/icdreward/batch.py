@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import attrs
 import torch
 
+from icdreward.codeset import CODE_WIDTH, LEVELS
+
 if TYPE_CHECKING:
     from icdreward.codeset import CodeSet
 
@@ -191,7 +193,7 @@ class ScoringBatch:
         if g == 1:
             return self.primary_gold_chars.unsqueeze(1)
         flat = [golds[j] if j < len(golds) else "" for golds in self.golds for j in range(g)]
-        return self.codeset.encode(flat).reshape(self.size, g, -1)
+        return self.codeset.encode(flat).reshape(self.size, g, CODE_WIDTH)
 
     @cached_property
     def pred_key(self) -> torch.Tensor:
@@ -207,7 +209,7 @@ class ScoringBatch:
     def gold_keys(self) -> torch.Tensor:
         """``int64 [B, G]``: every gold code packed like :attr:`pred_key` (0 in empty slots)."""
         g = self.max_golds
-        return _keys(self.gold_chars.reshape(self.size * g, -1)).reshape(self.size, g)
+        return _keys(self.gold_chars.reshape(self.size * g, CODE_WIDTH)).reshape(self.size, g)
 
     @cached_property
     def pred_levels(self) -> torch.Tensor:
@@ -219,7 +221,7 @@ class ScoringBatch:
         """``int32 [B, G, L]``: hierarchy ids of every gold code (-1 in empty slots)."""
         g = self.max_golds
         flat = [golds[j] if j < len(golds) else "" for golds in self.golds for j in range(g)]
-        return self.codeset.level_ids(flat).reshape(self.size, g, -1)
+        return self.codeset.level_ids(flat).reshape(self.size, g, len(LEVELS))
 
     @cached_property
     def group_index(self) -> torch.Tensor | None:

@@ -291,7 +291,6 @@ class RewardEngine:
         # Bisect so that one poisonous sample costs only itself: the rest of the batch
         # still gets real scores.
         if len(batch) <= 1:
-            log.warning("reward %r failed on a sample: %r", bound.config.key, exc)
             return _Outcome.failure(len(batch), f"{type(exc).__name__}: {exc}")
         mid = len(batch) // 2
         halves = (range(mid), range(mid, len(batch)))
@@ -302,7 +301,6 @@ class RewardEngine:
             return _outcome(await bound.reward.ascore(batch), len(batch))
         except Exception as exc:
             if len(batch) <= 1:
-                log.warning("reward %r failed on a sample: %r", bound.config.key, exc)
                 return _Outcome.failure(len(batch), f"{type(exc).__name__}: {exc}")
             mid = len(batch) // 2
             parts = await asyncio.gather(
@@ -327,6 +325,13 @@ class RewardEngine:
             values, mask = outcome.values, outcome.failed
             keep = torch.ones(size, dtype=torch.bool)
             if bool(mask.any()):
+                # One line per component and batch, not per sample: a long run with a
+                # broken component must not drown its own log.
+                first = next(r for r, m in zip(outcome.reasons, mask.tolist(), strict=True) if m)
+                log.warning(
+                    "reward %r could not score %d of %d samples (policy %s); first: %s",
+                    key, int(mask.sum()), size, bound.policy, first,
+                )  # fmt: skip
                 if bound.policy == "raise":
                     raise ComponentFailure(
                         key, {i: r or "failed" for i, r in enumerate(outcome.reasons) if mask[i]}

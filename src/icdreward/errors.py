@@ -25,6 +25,15 @@ class IcdRewardError(Exception):
     """Base class of every error icdreward raises on purpose."""
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+"""Default of an error's ``value``: none was given (``None`` itself may be the culprit)."""
+
+
 def _describe_value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -60,7 +69,7 @@ class InputFileError(IcdRewardError, ValueError):
         *,
         row: int | None = None,
         field: str | None = None,
-        value: Any = None,
+        value: Any = _MISSING,
     ) -> None:
         self.path = path
         self.row = row
@@ -71,7 +80,7 @@ class InputFileError(IcdRewardError, ValueError):
             parts.append(f"row {row}")
         if field is not None:
             parts.append(f"field {field!r}")
-        shown = "" if value is None else f" (got {_describe_value(value)})"
+        shown = "" if value is _MISSING else f" (got {_describe_value(value)})"
         super().__init__(f"{', '.join(parts)}: {message}{shown}")
 
 
@@ -111,11 +120,3 @@ class ComponentFailure(IcdRewardError):
             f"reward component {component!r} failed on {len(failures)} sample(s); "
             f"first: sample {first[0]}: {first[1]}"
         )
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()

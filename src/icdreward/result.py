@@ -111,11 +111,16 @@ class ScoreResult:
         return records
 
     def summary(self) -> list[ComponentSummary]:
-        """Mean, std, min, max and failure count of the total and every component."""
+        """Mean, std, min, max and failure count of the total and every component.
+
+        A component's statistics cover the samples it was included for: where it
+        abstained it has no value, and counting it as 0 would bias the mean.
+        """
         rows = [_summarise("score", 1.0, self.total, 0)]
-        for name, values in self.components.items():
+        for k, (name, values) in enumerate(self.components.items()):
             failures = int(self.failed[name].sum())
-            rows.append(_summarise(name, self.weights[name], values, failures))
+            kept = values[self.included[:, k]]
+            rows.append(_summarise(name, self.weights[name], kept, failures))
         return rows
 
 

@@ -113,8 +113,16 @@ class PluginManager:
     def _add(self, plugin: object, source: _Source) -> None:
         try:
             self._pm.register(plugin, name=source.name)
-        except Exception as exc:  # pluggy validates hook names and signatures here
+        except Exception as exc:  # pluggy validates hook signatures here
             self._fail(source.name, source.distribution, source.version, repr(exc), exc)
+            return
+        try:
+            # A misspelt hook (``icdreward_register_reward``) registers silently and is
+            # never called; earlier plugins passed this check, so a failure is this one's.
+            self._pm.check_pending()
+        except Exception as exc:
+            self._pm.unregister(name=source.name)
+            self._fail(source.name, source.distribution, source.version, str(exc), exc)
             return
         self._sources[source.name] = source
         self._registry = None

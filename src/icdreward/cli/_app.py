@@ -1,0 +1,218 @@
+"""Argument parsing, command discovery and error handling of the ``icdreward`` CLI.
+
+A command is a private module of :mod:`icdreward.cli` that defines ``COMMAND``::
+
+    # src/icdreward/cli/_hello.py
+    from icdreward.cli._app import Command
+
+    def _configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name")
+
+    def _run(args: argparse.Namespace) -> int:
+        print(f"hello {args.name}")
+        return 0
+
+    COMMAND = Command("hello", "say hello", _configure, _run)
+
+Nothing else has to change: :func:`commands` finds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+import attrs
+
+from icdreward.errors import (
+    ConfigError,
+    DuplicateComponentError,
+    IcdRewardError,
+    InputFileError,
+    PluginLoadError,
+    PluginWarning,
+)
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Command", "build_parser", "commands", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+"""The command ran but found a problem (an unknown code, a plugin that failed ...)."""
+EXIT_USAGE = 2
+"""Bad arguments, configuration or input file: nothing was done."""
+
+PROG = "icdreward"
+
+_USAGE_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    InputFileError,
+    PluginLoadError,
+    DuplicateComponentError,
+)
+
+
+@attrs.frozen
+class Command:
+    """One subcommand of the CLI.
+
+    Attributes:
+        name: the subcommand (``icdreward NAME ...``).
+        help: one line shown in ``icdreward --help``.
+        configure: adds the command's arguments to its sub-parser.
+        run: runs the command with the parsed arguments; returns the exit status.
+        description: the text of ``icdreward NAME --help`` (default: ``help``).
+        order: position in ``icdreward --help`` (lower first, then by name).
+        report_plugin_warnings: print plugins that failed to load as warnings on
+            stderr (a command that lists them itself turns this off).
+    """
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+    order: int = 100
+    report_plugin_warnings: bool = True
+
+
+def commands() -> list[Command]:
+    """Every command defined by a module of :mod:`icdreward.cli`, in help order."""
+    package = importlib.import_module("icdreward.cli")
+    found: dict[str, Command] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("__") or info.name == "_app":
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        command = getattr(module, "COMMAND", None)
+        if isinstance(command, Command):
+            if command.name in found:
+                raise RuntimeError(f"two CLI modules define the command {command.name!r}")
+            found[command.name] = command
+    return sorted(found.values(), key=lambda c: (c.order, c.name))
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every discovered command."""
+    from icdreward import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Rewards for ICD-10-CM clinical reasoning models.",
+        epilog="Run 'icdreward COMMAND --help' for the options of a command.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    for command in commands():
+        child = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=_Formatter,
+        )
+        command.configure(child)
+        child.set_defaults(_command=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version and usage errors
+        return _status(exc.code)
+    command: Command | None = getattr(args, "_command", None)
+    if command is None:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: a command is required", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with _plugin_warnings(report=command.report_plugin_warnings):
+            return command.run(args)
+    except _USAGE_ERRORS as exc:
+        error(exc)
+        return EXIT_USAGE
+    except IcdRewardError as exc:
+        error(exc)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_FAILURE
+
+
+def error(message: object) -> None:
+    """Print ``message`` as one line on stderr, prefixed with ``icdreward: error:``."""
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+
+
+def warn(message: object) -> None:
+    """Print ``message`` as one line on stderr, prefixed with ``icdreward: warning:``."""
+    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
+
+
+def one_line(message: object) -> str:
+    """``str(message)`` with every run of whitespace (newlines too) made one space."""
+    return " ".join(str(message).split())
+
+
+@contextmanager
+def _plugin_warnings(*, report: bool) -> Iterator[None]:
+    """Show each :class:`PluginWarning` as one clean line on stderr (or not at all).
+
+    Other warnings are shown as Python would show them.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PluginWarning)
+        shown = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, PluginWarning):
+                if report:
+                    warn(message)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def _status(code: object) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _silence_stdout() -> None:
+    # The reader of our stdout went away (``icdreward score ... --output - | head``):
+    # point stdout at devnull so that the interpreter's final flush does not fail too.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

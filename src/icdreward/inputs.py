@@ -1,0 +1,466 @@
+"""Reading scoring input files: JSONL, CSV/TSV and parquet.
+
+Every row holds a ``completion`` and its ``gold`` code(s), optionally the admission
+``note`` and the ``group`` (GRPO prompt group) it belongs to::
+
+    {"completion": "...</think><diagnosis>M51.16</diagnosis>", "gold": "M5116", "group": 1}
+    {"completion": "...", "gold": ["E1165", "I10"], "note": "62-year-old ...", "group": 2}
+
+A gold is one code, a list of codes (primary first), a string of codes separated by
+``;``, ``,`` or ``|`` (``"M5116;E119"``) or a JSON list written as a string
+(``'["M5116", "E119"]'``, as CSV files hold them). Codes are kept as written; the
+engine normalizes them.
+
+A *completion* is never an input error, whatever it holds (``null``, a number, a chat
+message): the engine scores it. Everything else that is wrong raises
+:class:`~icdreward.errors.InputFileError` naming the file, the row, the field and the
+value. Row numbers are what an editor shows: the line number in JSONL and CSV files
+(the CSV header is line 1) and the 1-based row index in parquet files.
+
+>>> from pathlib import Path
+>>> import tempfile
+>>> path = Path(tempfile.mkdtemp()) / "rows.jsonl"
+>>> _ = path.write_text('{"completion": "x</think><diagnosis>E11.9</diagnosis>", '
+...                     '"gold": "E119;I10"}\\n')
+>>> rows = read_scoring_rows(path)
+>>> rows.golds, rows.rows
+((('E119', 'I10'),), (1,))
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from icdreward.errors import InputFileError
+
+__all__ = [
+    "FORMATS",
+    "ScoringReader",
+    "ScoringRows",
+    "input_format",
+    "parse_gold",
+    "read_scoring_rows",
+]
+
+FORMATS: dict[str, str] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+"""File suffix -> input format."""
+
+COMPLETION, GOLD, NOTE, GROUP = "completion", "gold", "note", "group"
+_COLUMNS = (COMPLETION, GOLD, NOTE, GROUP)
+_GOLD_SEPARATORS = (";", "|")
+_MAX_GROUP_CHUNK = 4
+_READ_CHUNK = 65536
+"""A chunk grows to at most this many times ``chunk_size`` to keep a group whole."""
+
+
+@attrs.frozen(eq=False)
+class ScoringRows:
+    """Rows of a scoring file, column by column, ready for ``RewardEngine.score``.
+
+    Attributes:
+        path: the file the rows come from.
+        completions: per row, the completion as stored (any JSON value).
+        golds: per row, the gold codes as written, primary first (never empty).
+        notes: per row, the note (None where the row has none), or None when no row
+            of this chunk has a note.
+        groups: per row, the group id (None where the row has none), or None when no
+            row of this chunk has a group.
+        rows: per row, its row number in the file (see the module docstring).
+    """
+
+    path: str
+    completions: tuple[object, ...]
+    golds: tuple[tuple[str, ...], ...]
+    notes: tuple[str | None, ...] | None = None
+    groups: tuple[Any, ...] | None = None
+    rows: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+    @classmethod
+    def concat(cls, parts: Iterable[ScoringRows], path: str | None = None) -> ScoringRows:
+        """Join chunks of one file back into one container."""
+        chunks = list(parts)
+        name = path if path is not None else (chunks[0].path if chunks else "")
+        any_notes = any(c.notes is not None for c in chunks)
+        any_groups = any(c.groups is not None for c in chunks)
+        return cls(
+            path=name,
+            completions=tuple(x for c in chunks for x in c.completions),
+            golds=tuple(x for c in chunks for x in c.golds),
+            notes=tuple(x for c in chunks for x in (c.notes or (None,) * len(c)))
+            if any_notes
+            else None,
+            groups=tuple(x for c in chunks for x in (c.groups or (None,) * len(c)))
+            if any_groups
+            else None,
+            rows=tuple(x for c in chunks for x in c.rows),
+        )
+
+
+@attrs.frozen
+class _Row:
+    number: int
+    completion: object
+    gold: tuple[str, ...]
+    note: str | None
+    group: Any
+
+
+def input_format(path: str | os.PathLike[str]) -> str:
+    """The format of a scoring file from its suffix: ``jsonl``, ``csv``, ``tsv``, ``parquet``.
+
+    Raises:
+        InputFileError: the suffix is not one of :data:`FORMATS`.
+    """
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        known = ", ".join(FORMATS)
+        raise InputFileError(
+            str(path), f"unknown file type {suffix or '(no suffix)'!r}; use one of {known}"
+        ) from None
+
+
+def parse_gold(value: object, *, path: str = "<input>", row: int | None = None) -> tuple[str, ...]:
+    """The gold codes of one row as a tuple of strings, primary first.
+
+    >>> parse_gold("M5116"), parse_gold("M5116;E119"), parse_gold('["M5116", "E119"]')
+    (('M5116',), ('M5116', 'E119'), ('M5116', 'E119'))
+    >>> parse_gold(["m51.16", " E11.9 "])
+    ('m51.16', 'E11.9')
+
+    Raises:
+        InputFileError: the value is not a code, a list of codes or a string of codes.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    items: list[object]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                decoded = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputFileError(
+                    path,
+                    f"gold looks like a JSON list but is not: {exc.msg}",
+                    row=row,
+                    field=GOLD,
+                    value=value,
+                ) from None
+            items = list(decoded)  # the text starts with "[": a JSON list
+        else:
+            for sep in _GOLD_SEPARATORS:
+                text = text.replace(sep, ",")
+            items = list(text.split(","))
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif value is None:
+        raise InputFileError(path, "gold is missing (null)", row=row, field=GOLD)
+    else:
+        raise InputFileError(
+            path,
+            f"gold must be a code or a list of codes, not {_json_type(value)}",
+            row=row,
+            field=GOLD,
+            value=value,
+        )
+    codes: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InputFileError(
+                path,
+                f"gold codes must be strings, not {_json_type(item)}",
+                row=row,
+                field=GOLD,
+                value=value,
+            )
+        if item.strip():
+            codes.append(item.strip())
+    if not codes:
+        raise InputFileError(path, "gold holds no code", row=row, field=GOLD, value=value)
+    return tuple(codes)
+
+
+class ScoringReader:
+    """Streams a scoring file in chunks of validated rows.
+
+    The path and suffix are checked when the reader is made; rows are read and
+    checked as the chunks are iterated, so a malformed row raises
+    :class:`~icdreward.errors.InputFileError` when its chunk is reached. A chunk that
+    would split a run of rows of the same group is extended (up to four times
+    ``chunk_size``) so that each group is scored in one batch.
+
+    Attributes:
+        path: the file.
+        format: ``"jsonl"``, ``"csv"``, ``"tsv"`` or ``"parquet"``.
+        total: progress units in the file: bytes for text formats, rows for parquet.
+        position: progress units consumed so far.
+        rows_read: rows yielded so far.
+
+    >>> from pathlib import Path
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "rows.csv"
+    >>> _ = path.write_text("completion,gold,group\\na,M5116,1\\nb,M5116,1\\nc,E119,2\\n")
+    >>> [len(chunk) for chunk in ScoringReader(path, chunk_size=1)]
+    [2, 1]
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, chunk_size: int = 1024) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.path = str(path)
+        self.format = input_format(path)
+        self.chunk_size = chunk_size
+        file = Path(path)
+        if file.is_dir():
+            raise InputFileError(self.path, "is a directory, not a file")
+        try:
+            size = file.stat().st_size
+        except OSError as exc:
+            raise InputFileError(self.path, f"cannot read file: {exc.strerror}") from None
+        if size == 0:
+            raise InputFileError(self.path, "the file is empty")
+        self.total = size
+        self.position = 0
+        self.rows_read = 0
+        self._parquet: Any = None
+        if self.format == "parquet":
+            self._parquet = self._open_parquet()
+            self.total = int(self._parquet.metadata.num_rows)
+
+    def __iter__(self) -> Iterator[ScoringRows]:
+        self.position = 0
+        self.rows_read = 0
+        chunk: list[_Row] = []
+        limit = self.chunk_size * _MAX_GROUP_CHUNK
+        for row in self._rows():
+            if len(chunk) >= self.chunk_size:
+                last = chunk[-1].group
+                same_group = row.group is not None and _same(row.group, last)
+                if not same_group or len(chunk) >= limit:
+                    yield self._chunk(chunk)
+                    chunk = []
+            chunk.append(row)
+        if chunk:
+            yield self._chunk(chunk)
+        if self.rows_read == 0:
+            raise InputFileError(self.path, "the file holds no rows")
+
+    def _chunk(self, rows: list[_Row]) -> ScoringRows:
+        self.rows_read += len(rows)
+        notes = tuple(r.note for r in rows)
+        groups = tuple(r.group for r in rows)
+        return ScoringRows(
+            path=self.path,
+            completions=tuple(r.completion for r in rows),
+            golds=tuple(r.gold for r in rows),
+            notes=notes if any(n is not None for n in notes) else None,
+            groups=groups if any(g is not None for g in groups) else None,
+            rows=tuple(r.number for r in rows),
+        )
+
+    # -- formats -----------------------------------------------------------------
+
+    def _rows(self) -> Iterator[_Row]:
+        if self.format == "jsonl":
+            return self._jsonl()
+        if self.format == "parquet":
+            return self._parquet_rows()
+        return self._csv("\t" if self.format == "tsv" else ",")
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        """(line number, text) of every line, advancing :attr:`position` in bytes."""
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            raise InputFileError(self.path, f"cannot read file: {exc.strerror}") from None
+        with handle:
+            for number, raw in enumerate(handle, 1):
+                self.position += len(raw)
+                try:
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputFileError(
+                        self.path,
+                        f"not valid UTF-8 text ({exc.reason} at byte {exc.start})",
+                        row=number,
+                        value=raw[max(0, exc.start - 20) : exc.start + 20],
+                    ) from None
+                yield number, text
+
+    def _jsonl(self) -> Iterator[_Row]:
+        for number, text in self._lines():
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text.strip())
+            except json.JSONDecodeError as exc:
+                raise InputFileError(
+                    self.path,
+                    f"invalid JSON: {exc.msg} at column {exc.colno}",
+                    row=number,
+                    value=text.strip(),
+                ) from None
+            if not isinstance(record, dict):
+                raise InputFileError(
+                    self.path,
+                    f"expected a JSON object, not {_json_type(record)}",
+                    row=number,
+                    value=record,
+                )
+            yield self._row(number, record)
+
+    def _csv(self, delimiter: str) -> Iterator[_Row]:
+        # Completions with long reasoning traces exceed the csv module's default field
+        # limit of 128 KiB; the limit is process-wide, so it is only ever raised.
+        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+        lines = (text for _, text in self._lines())
+        reader = csv.reader(lines, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise InputFileError(self.path, "the file holds no rows")
+            columns = [name.strip() for name in header]
+            for required in (COMPLETION, GOLD):
+                if required not in columns:
+                    raise InputFileError(
+                        self.path,
+                        f"missing column {required!r} (columns: {', '.join(columns)})",
+                        row=1,
+                        field=required,
+                    )
+            index = {name: columns.index(name) for name in _COLUMNS if name in columns}
+            start = reader.line_num + 1
+            for values in reader:
+                number, start = start, reader.line_num + 1
+                if not values:
+                    continue
+                if len(values) != len(columns):
+                    raise InputFileError(
+                        self.path,
+                        f"the row has {len(values)} fields but the header has {len(columns)}",
+                        row=number,
+                        value=delimiter.join(values),
+                    )
+                record: dict[str, Any] = {}
+                for name, k in index.items():
+                    cell = values[k]
+                    if name in (NOTE, GROUP) and cell == "":
+                        continue  # an empty cell means the row has no note / group
+                    record[name] = cell
+                yield self._row(number, record)
+        except csv.Error as exc:
+            raise InputFileError(self.path, f"malformed CSV: {exc}", row=reader.line_num) from None
+
+    def _open_parquet(self) -> Any:
+        import pyarrow.parquet as pq
+
+        try:
+            handle = pq.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            raise InputFileError(self.path, f"cannot read parquet file: {exc}") from None
+        columns = list(handle.schema_arrow.names)
+        for required in (COMPLETION, GOLD):
+            if required not in columns:
+                raise InputFileError(
+                    self.path,
+                    f"missing column {required!r} (columns: {', '.join(columns)})",
+                    field=required,
+                )
+        return handle
+
+    def _parquet_rows(self) -> Iterator[_Row]:
+        handle = self._parquet
+        columns = [name for name in _COLUMNS if name in handle.schema_arrow.names]
+        number = 0
+        batches = handle.iter_batches(batch_size=self.chunk_size, columns=columns)
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as exc:  # a corrupt page or column chunk
+                raise InputFileError(
+                    self.path, f"cannot read parquet file: {exc}", row=number + 1
+                ) from None
+            if batch is None:
+                return
+            data = batch.to_pydict()
+            for i in range(batch.num_rows):
+                number += 1
+                self.position += 1
+                yield self._row(number, {name: data[name][i] for name in columns})
+
+    # -- rows --------------------------------------------------------------------
+
+    def _row(self, number: int, record: Mapping[str, Any]) -> _Row:
+        if COMPLETION not in record:
+            raise InputFileError(
+                self.path, "missing field 'completion'", row=number, field=COMPLETION
+            )
+        if GOLD not in record:
+            raise InputFileError(self.path, "missing field 'gold'", row=number, field=GOLD)
+        note = record.get(NOTE)
+        if note is not None and not isinstance(note, str):
+            raise InputFileError(
+                self.path,
+                f"note must be text, not {_json_type(note)}",
+                row=number,
+                field=NOTE,
+                value=note,
+            )
+        return _Row(
+            number=number,
+            completion=record[COMPLETION],
+            gold=parse_gold(record[GOLD], path=self.path, row=number),
+            note=note,
+            group=record.get(GROUP),
+        )
+
+
+def read_scoring_rows(path: str | os.PathLike[str]) -> ScoringRows:
+    """Read and check a whole scoring file (JSONL, CSV, TSV or parquet).
+
+    Raises:
+        InputFileError: the file is missing, empty, of an unknown type or malformed.
+    """
+    return ScoringRows.concat(ScoringReader(path, chunk_size=_READ_CHUNK), path=str(path))
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # exotic values whose == raises or returns arrays
+        return False
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
