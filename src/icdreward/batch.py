@@ -269,10 +269,10 @@ def common_prefix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     is isolated with ``x & -x``, whose ``log2`` is exact. Equal keys share all of
     their characters.
 
-    >>> from icdreward.batch import _keys
-    >>> k = _keys(torch.tensor([list(b"M5116\0\0"), list(b"M5117\0\0")], dtype=torch.uint8))
-    >>> common_prefix(k[:1], k[1:]).tolist(), code_length(k).tolist()
-    ([4], [5, 5])
+    >>> from icdreward.codeset import load_codeset
+    >>> keys = _keys(load_codeset().encode(["M5116", "M5117", "M51"]))
+    >>> common_prefix(keys[:1], keys[1:]).tolist(), code_length(keys).tolist()
+    ([4, 3], [5, 5, 3])
     """
     x = a ^ b
     low = (x & -x).clamp(min=1).to(torch.float64)

@@ -87,10 +87,21 @@ class PluginManager:
     def load_entrypoints(self, group: str = _spec.PROJECT_NAME) -> None:
         """Import and register every entry point of ``group``, each under its own guard."""
         for ep in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
-            if ep.name in self.disabled or ep.name in self._sources:
+            if ep.name in self.disabled:
                 continue
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
+            taken = self._sources.get(ep.name)
+            if taken is not None:
+                # The same distribution seen twice (two paths) is harmless; another one
+                # publishing the same name must not silently replace a plugin.
+                if taken.distribution != dist:
+                    reason = (
+                        f"the plugin name {ep.name!r} is already taken by "
+                        f"distribution {taken.distribution}"
+                    )
+                    self._fail(ep.name, dist, version, reason, ValueError(reason))
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:
@@ -155,7 +166,8 @@ class PluginManager:
             # Call each implementation on its own: the register callable must know which
             # plugin is registering (duplicates name both), and one plugin's exception
             # must not stop the others.
-            for impl in reversed(hook.get_hookimpls()):
+            # Load order, so a duplicate names the earlier plugin first.
+            for impl in hook.get_hookimpls():
                 plugin = impl.plugin_name
                 if plugin in broken:
                     continue
