@@ -42,8 +42,8 @@ _MEMO_SIZE = 65_536
 # (candidate, code, found, valid, known, from free text)
 _Code = tuple[str, str, bool, bool, bool, bool]
 _NO_CODE: _Code = ("", "", False, False, False, False)
-# ((think, diagnosis, candidate, code), the feature row packed as int32)
-_Parsed = tuple[tuple[str, str, str, str], bytes]
+# (think, diagnosis, candidate, code, the feature row packed as int32)
+_Parsed = tuple[str, str, str, str, bytes]
 # Packing each row straight into bytes is several times cheaper than growing an array.
 _pack = struct.Struct(f"={_N_FEATURES}i").pack
 
@@ -146,29 +146,29 @@ class TagParser(Parser):
 
     def parse(self, completions: Sequence[object]) -> ParsedBatch:
         """Parse every completion; never raises on any input."""
-        texts: list[str] = []
-        rows: list[tuple[str, str, str, str]] = []
-        feats: list[bytes] = []
-        fast = self._parse_well_formed if self.params.prefilled_think else None
-        slow = self._parse_any
-        for value in completions:
-            if type(value) is str:
-                text, bad_type = value, False
-            else:
-                coerced = coerce_text(value)
-                text, bad_type = ("", True) if coerced is None else (coerced, False)
-            texts.append(text)
-            parsed = fast(text) if fast is not None else None
-            if parsed is None:
-                parsed = slow(text, bad_type)
-            rows.append(parsed[0])
-            feats.append(parsed[1])
-        n = len(texts)
+        values = completions if isinstance(completions, list) else list(completions)
+        fast = self._parse_well_formed
+        # Most completions of a training batch take the fast path: a comprehension over
+        # all of them, then a second pass for the rest, costs less than one loop doing both.
+        if self.params.prefilled_think:
+            rows: list[_Parsed | None] = [fast(v) if type(v) is str else None for v in values]
+        else:
+            rows = [None] * len(values)
+        texts: list[str] = values  # type: ignore[assignment]  # all str unless fixed below
+        if None in rows:
+            texts = [v if type(v) is str else "" for v in values]
+            for i, row in enumerate(rows):
+                if row is None:
+                    value = values[i]
+                    text = value if type(value) is str else coerce_text(value)
+                    texts[i] = "" if text is None else text
+                    rows[i] = self._parse_any(texts[i], text is None)
+        n = len(rows)
         if not n:
             empty: tuple[str, ...] = ()
             features = torch.zeros(0, _N_FEATURES, dtype=torch.int32)
             return ParsedBatch(empty, empty, empty, empty, empty, features)
-        think, diagnosis, candidates, codes = zip(*rows, strict=True)
+        think, diagnosis, candidates, codes, feats = zip(*rows, strict=True)
         return ParsedBatch(
             texts=tuple(texts),
             think=think,
@@ -182,29 +182,31 @@ class TagParser(Parser):
 
     def _parse_well_formed(self, text: str) -> _Parsed | None:
         """The common case in few steps: ``trace</think> <diagnosis>X</diagnosis>`` after a
-        prefilled ``<think>``, with no other ``<`` in the text. None when it does not apply;
-        the result is then exactly what :meth:`_parse_any` returns for the same text."""
+        prefilled ``<think>``, with no ``<`` in the trace. None when it does not apply; the
+        result is then exactly what :meth:`_parse_any` returns for the same text."""
         t1 = text.find("<")
         if t1 <= 0 or not text.startswith(_THINK_END, t1):
             return None
-        d0 = text.find("<", t1 + 8)
-        if d0 < 0 or not text.startswith(_DIAG, d0):
-            return None
-        if d0 != t1 + 8 and not text[t1 + 8 : d0].isspace():
-            return None
-        d1 = text.find("<", d0 + 11)
-        if d1 < 0 or not text.startswith(_DIAG_END, d1):
+        d0 = t1 + 8
+        if not text.startswith(_DIAG, d0):
+            d0 = text.find("<", d0)
+            if d0 < 0 or not text.startswith(_DIAG, d0) or not text[t1 + 8 : d0].isspace():
+                return None
+        # The first </diagnosis> after the opening tag, as _parse_any finds it; what is
+        # left of the text is short, so a plain find is cheap here.
+        d1 = text.find(_DIAG_END, d0 + 11)
+        if d1 < 0:
             return None
         length = len(text)
         if d1 + 12 != length and not text[d1 + 12 :].isspace():
             return None
-        think = text[:t1].strip()
         diagnosis = text[d0 + 11 : d1].strip()
         if not diagnosis:
             return None
+        think = text[:t1].strip()
         candidate, code, found, valid, known, free = self._code_of(diagnosis)
         return (
-            (think, diagnosis, candidate, code),
+            think, diagnosis, candidate, code,
             _pack(False, False, True, True, True, True, True, found, valid, known, free,
                   0, 0, 0, t1, d0, d1, length, len(think)),
         )  # fmt: skip
@@ -265,7 +267,10 @@ class TagParser(Parser):
             candidate, code, found, valid, known, free = _NO_CODE
 
         return (
-            (think, diagnosis, candidate, code),
+            think,
+            diagnosis,
+            candidate,
+            code,
             _pack(
                 empty, bad_type, t0 >= 0, t1 >= 0, d0 >= 0, d1 >= 0, well_formed,
                 found, valid, known, free, extra, outside, t0, think_end, d0, diag_end, length,

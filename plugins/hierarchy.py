@@ -23,7 +23,6 @@ import attrs
 import torch
 
 from icdreward import Feature, Reward, ScoringBatch
-from icdreward.batch import code_length, common_prefix
 from icdreward.codeset import LEVELS
 from icdreward.plugin import Register, hookimpl
 
@@ -118,14 +117,14 @@ class HierarchyReward(Reward):
 
     def _prefix(self, batch: ScoringBatch) -> torch.Tensor:
         p: HierarchyParams = self.params
-        pred = batch.pred_key
-        gold = batch.gold_keys[:, 0]
-        length = code_length(gold).to(torch.float32)
-        common = common_prefix(pred, gold).to(torch.float32)
-        # The first byte of a key is its first character: same letter <=> same low byte.
-        letter = ((pred ^ gold) & 0xFF) == 0
+        pred, gold = batch.pred_key, batch.gold_keys[:, 0]
+        same = batch.pred_chars == batch.primary_gold_chars  # [B, W]; padding equals padding
+        # Characters shared before the first difference; keys that differ differ in a
+        # character, so argmax finds it (equal keys are the exact match, handled below).
+        common = (~same).to(torch.uint8).argmax(dim=1).to(torch.float32)
+        length = (batch.primary_gold_chars != 0).sum(dim=1).to(torch.float32)
         partial = p.scale * (common / length.clamp(min=1) + (common - 2).clamp(min=0))
-        out = torch.where(letter & (gold != 0), partial, p.mismatch)
+        out = torch.where(same[:, 0] & (gold != 0), partial, p.mismatch)
         out = torch.where(pred == gold, p.scale * length, out)
         return torch.where(pred != 0, out, p.invalid)
 

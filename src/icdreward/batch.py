@@ -9,6 +9,7 @@ per batch.
 
 from __future__ import annotations
 
+import array
 import enum
 from collections.abc import Sequence
 from functools import cached_property
@@ -22,7 +23,7 @@ from icdreward.codeset import CODE_WIDTH, LEVELS
 if TYPE_CHECKING:
     from icdreward.codeset import CodeSet
 
-__all__ = ["Feature", "ParsedBatch", "ScoringBatch", "code_length", "common_prefix"]
+__all__ = ["Feature", "ParsedBatch", "ScoringBatch", "pack_codes"]
 
 
 class Feature(enum.IntEnum):
@@ -164,12 +165,12 @@ class ScoringBatch:
     @cached_property
     def primary_golds(self) -> tuple[str, ...]:
         """The primary (first) gold code per sample, ``""`` when missing."""
-        return tuple(g[0] if g else "" for g in self.golds)
+        return tuple([g[0] if g else "" for g in self.golds])
 
     @cached_property
     def max_golds(self) -> int:
         """The largest number of gold codes of one sample (at least 1)."""
-        return max((len(g) for g in self.golds), default=1) or 1
+        return max(max(map(len, self.golds), default=1), 1)
 
     @cached_property
     def gold_mask(self) -> torch.Tensor:
@@ -177,39 +178,38 @@ class ScoringBatch:
         return self.gold_keys != 0
 
     @cached_property
-    def pred_chars(self) -> torch.Tensor:
-        """``uint8 [B, W]``: the predicted codes encoded by :meth:`CodeSet.encode`."""
-        return self.codeset.encode(self.parsed.codes)
-
-    @cached_property
-    def primary_gold_chars(self) -> torch.Tensor:
-        """``uint8 [B, W]``: the primary gold codes, encoded."""
-        return self.codeset.encode(self.primary_golds)
-
-    @cached_property
-    def gold_chars(self) -> torch.Tensor:
-        """``uint8 [B, G, W]``: every gold code, encoded (zeros in empty slots)."""
-        g = self.max_golds
-        if g == 1:
-            return self.primary_gold_chars.unsqueeze(1)
-        flat = [golds[j] if j < len(golds) else "" for golds in self.golds for j in range(g)]
-        return self.codeset.encode(flat).reshape(self.size, g, CODE_WIDTH)
-
-    @cached_property
     def pred_key(self) -> torch.Tensor:
         """``int64 [B]``: each predicted code packed into one integer (0 when invalid).
 
-        The code's ASCII bytes, zero padded to 8, read as a little-endian int64: two
-        codes are equal exactly when their keys are, and :func:`common_prefix`
-        compares whole batches with a few integer operations.
+        The code's ASCII bytes (at most ``CODE_WIDTH``), zero padded to 8 and read as a
+        little-endian int64: two codes are equal exactly when their keys are, so a
+        whole batch is compared in one operation.
         """
-        return _keys(self.pred_chars)
+        return pack_codes(self.parsed.codes)
 
     @cached_property
     def gold_keys(self) -> torch.Tensor:
         """``int64 [B, G]``: every gold code packed like :attr:`pred_key` (0 in empty slots)."""
         g = self.max_golds
-        return _keys(self.gold_chars.reshape(self.size * g, CODE_WIDTH)).reshape(self.size, g)
+        if g == 1:
+            return pack_codes(self.primary_golds).unsqueeze(1)
+        flat = [golds[j] if j < len(golds) else "" for golds in self.golds for j in range(g)]
+        return pack_codes(flat).reshape(self.size, g)
+
+    @cached_property
+    def pred_chars(self) -> torch.Tensor:
+        """``uint8 [B, W]``: the predicted codes' characters (as :meth:`CodeSet.encode`)."""
+        return _chars(self.pred_key)
+
+    @cached_property
+    def gold_chars(self) -> torch.Tensor:
+        """``uint8 [B, G, W]``: every gold code's characters (zeros in empty slots)."""
+        return _chars(self.gold_keys.reshape(-1)).reshape(self.size, self.max_golds, CODE_WIDTH)
+
+    @cached_property
+    def primary_gold_chars(self) -> torch.Tensor:
+        """``uint8 [B, W]``: the primary gold codes' characters."""
+        return self.gold_chars[:, 0]
 
     @cached_property
     def pred_levels(self) -> torch.Tensor:
@@ -246,35 +246,37 @@ class ScoringBatch:
         )
 
 
-def _keys(chars: torch.Tensor) -> torch.Tensor:
-    """Pack ``uint8 [N, W]`` (W <= 8) encoded codes into ``int64 [N]`` keys."""
-    padded = torch.nn.functional.pad(chars, (0, 8 - chars.shape[1]))
-    return padded.contiguous().view(torch.int64).reshape(-1)
+_KEY_MEMO: dict[str, int] = {}
+_KEY_MEMO_SIZE = 262_144
 
 
-def code_length(keys: torch.Tensor) -> torch.Tensor:
-    """``int64``: the number of characters of each packed code key (0 for 0).
+def _key(code: str) -> int:
+    raw = code.encode("ascii", "replace")[:CODE_WIDTH]
+    key = int.from_bytes(raw, "little")
+    if len(_KEY_MEMO) >= _KEY_MEMO_SIZE:
+        _KEY_MEMO.clear()
+    _KEY_MEMO[code] = key
+    return key
 
-    Characters are bytes 0x30-0x5A, so the highest non-zero byte sits below bit
-    ``8 * len - 1`` and ``floor(log2(key))`` cannot round up into the next byte.
+
+def pack_codes(codes: Sequence[str]) -> torch.Tensor:
+    """``int64 [N]``: codes packed into integer keys (see :attr:`ScoringBatch.pred_key`).
+
+    Codes repeat heavily across batches (a GRPO group shares its gold, a model its
+    favourite codes), so each string is converted once and then looked up.
+
+    >>> pack_codes(["A", "AB", ""]).tolist()
+    [65, 16961, 0]
     """
-    bits = torch.log2(keys.clamp(min=1).to(torch.float64)).floor().to(torch.int64)
-    return torch.where(keys > 0, bits // 8 + 1, 0)
+    get = _KEY_MEMO.get
+    keys = [get(code) for code in codes]
+    if None in keys:
+        keys = [_key(code) if key is None else key for code, key in zip(codes, keys, strict=True)]
+    if not keys:
+        return torch.zeros(0, dtype=torch.int64)
+    return torch.frombuffer(array.array("q", keys), dtype=torch.int64)
 
 
-def common_prefix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``int64``: length of the common prefix of packed code keys ``a`` and ``b``.
-
-    The first differing character is the lowest non-zero byte of ``a ^ b``; its bit
-    is isolated with ``x & -x``, whose ``log2`` is exact. Equal keys share all of
-    their characters.
-
-    >>> from icdreward.codeset import load_codeset
-    >>> keys = _keys(load_codeset().encode(["M5116", "M5117", "M51"]))
-    >>> common_prefix(keys[:1], keys[1:]).tolist(), code_length(keys).tolist()
-    ([4, 3], [5, 5, 3])
-    """
-    x = a ^ b
-    low = (x & -x).clamp(min=1).to(torch.float64)
-    first_diff = torch.log2(low).floor().to(torch.int64) // 8
-    return torch.where(x == 0, torch.minimum(code_length(a), code_length(b)), first_diff)
+def _chars(keys: torch.Tensor) -> torch.Tensor:
+    """``uint8 [N, CODE_WIDTH]`` characters of packed keys (little-endian byte order)."""
+    return keys.contiguous().view(torch.uint8).reshape(-1, 8)[:, :CODE_WIDTH]

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
@@ -264,22 +265,28 @@ class RewardEngine:
             group_tensor = _group_tensor(group_ids)
             _check_length("group_ids", group_tensor, size)
         parsed = self.parser.parse(completions)
-        gold_codes = [self._gold_codes(g) for g in gold_list]
+        gold_codes = self._gold_codes_of(gold_list)
         return ScoringBatch(
             parsed, gold_codes, self.codeset, notes=note_list, group_ids=group_tensor
         )
 
-    def _gold_codes(self, gold: object) -> tuple[str, ...]:
+    def _gold_codes_of(self, golds: list[object]) -> list[tuple[str, ...]]:
         # The n samples of a GRPO group share their gold label: memoize the strings.
+        get = self._gold_memo.get
+        codes = [get(g) if type(g) is str else None for g in golds]
+        if None in codes:
+            codes = [
+                self._gold_codes(g) if c is None else c for g, c in zip(golds, codes, strict=True)
+            ]
+        return codes  # type: ignore[return-value]
+
+    def _gold_codes(self, gold: object) -> tuple[str, ...]:
+        codes = _gold_codes(gold, self.codeset.normalize)
         if type(gold) is str:
-            codes = self._gold_memo.get(gold)
-            if codes is None:
-                codes = _gold_codes(gold, self.codeset.normalize)
-                if len(self._gold_memo) >= _GOLD_MEMO_SIZE:
-                    self._gold_memo.clear()
-                self._gold_memo[gold] = codes
-            return codes
-        return _gold_codes(gold, self.codeset.normalize)
+            if len(self._gold_memo) >= _GOLD_MEMO_SIZE:
+                self._gold_memo.clear()
+            self._gold_memo[gold] = codes
+        return codes
 
     def _run_sync(self, bound: _Bound, batch: ScoringBatch) -> _Outcome:
         try:
@@ -316,57 +323,61 @@ class RewardEngine:
 
     def _combine(self, batch: ScoringBatch, outcomes: list[_Outcome]) -> ScoreResult:
         size = len(batch)
-        components: dict[str, torch.Tensor] = {}
-        failed: dict[str, torch.Tensor] = {}
-        reasons: dict[str, tuple[str | None, ...]] = {}
-        included: list[torch.Tensor] = []
-        for bound, outcome in zip(self._bound, outcomes, strict=True):
-            key = bound.config.key
-            values, mask = outcome.values, outcome.failed
-            keep = torch.ones(size, dtype=torch.bool)
-            if bool(mask.any()):
-                # One line per component and batch, not per sample: a long run with a
-                # broken component must not drown its own log.
-                first = next(r for r, m in zip(outcome.reasons, mask.tolist(), strict=True) if m)
-                log.warning(
-                    "reward %r could not score %d of %d samples (policy %s); first: %s",
-                    key, int(mask.sum()), size, bound.policy, first,
-                )  # fmt: skip
-                if bound.policy == "raise":
-                    raise ComponentFailure(
-                        key, {i: r or "failed" for i, r in enumerate(outcome.reasons) if mask[i]}
-                    )
-                if bound.policy == "fallback":
-                    values = torch.where(mask, torch.tensor(bound.fallback), values)
-                else:
-                    values = torch.where(mask, torch.zeros(()), values)
-                    keep = ~mask
-            components[key] = values
-            failed[key] = mask
-            reasons[key] = outcome.reasons
-            included.append(keep)
-        if components:
-            matrix = torch.stack(list(components.values()), dim=1)
-            inc = torch.stack(included, dim=1)
-            total = (matrix * self._weights * inc).sum(dim=1)
+        # Work on the stacked [B, K] matrix: a handful of tensor operations per batch,
+        # whatever the number of components (a configuration has at least one).
+        matrix = torch.stack([o.values for o in outcomes], dim=1)
+        failed = torch.stack([o.failed for o in outcomes], dim=1)
+        finite = torch.isfinite(matrix)
+        if not bool(finite.all()):
+            outcomes = [_non_finite(o, finite[:, k]) for k, o in enumerate(outcomes)]
+            matrix = torch.where(finite, matrix, 0.0)
+            failed = torch.stack([o.failed for o in outcomes], dim=1)
+        included = torch.ones_like(failed)
+        if bool(failed.any()):
+            for k in failed.any(dim=0).nonzero().flatten().tolist():
+                self._apply_policy(self._bound[k], outcomes[k], matrix[:, k], included[:, k])
+            total = (matrix * included) @ self._weights
         else:
-            inc = torch.ones(size, 0, dtype=torch.bool)
-            total = torch.zeros(size)
+            total = matrix @ self._weights
         # Last line of defence: a trainer must never receive NaN or inf.
         total = torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
         groups = None
         if batch.group_ids is not None and size:
             groups = group_statistics(total, batch.group_ids)
+        names = self.names
         return ScoreResult(
             total=total,
-            components=components,
+            components=dict(zip(names, matrix.unbind(dim=1), strict=True)),
             weights=self.weights,
-            included=inc,
-            failed=failed,
-            failure_reasons=reasons,
+            included=included,
+            failed=dict(zip(names, failed.unbind(dim=1), strict=True)),
+            failure_reasons={n: o.reasons for n, o in zip(names, outcomes, strict=True)},
             parsed=batch.parsed,
             groups=groups,
         )
+
+    @staticmethod
+    def _apply_policy(
+        bound: _Bound, outcome: _Outcome, values: torch.Tensor, included: torch.Tensor
+    ) -> None:
+        """Apply ``bound``'s failure policy to its column (``values``, ``included``) in place."""
+        mask = outcome.failed
+        key, size = bound.config.key, int(mask.numel())
+        # One line per component and batch, not per sample: a long run with a broken
+        # component must not drown its own log.
+        first = next(r for r, m in zip(outcome.reasons, mask.tolist(), strict=True) if m)
+        log.warning(
+            "reward %r could not score %d of %d samples (policy %s); first: %s",
+            key, int(mask.sum()), size, bound.policy, first,
+        )  # fmt: skip
+        if bound.policy == "raise":
+            reasons = {i: r or "failed" for i, r in enumerate(outcome.reasons) if r is not None}
+            raise ComponentFailure(key, reasons)
+        if bound.policy == "fallback":
+            values[mask] = bound.fallback
+        else:
+            values[mask] = 0.0
+            included[mask] = False
 
     def _loop_thread(self) -> _LoopThread:
         if self._loop is None:
@@ -423,20 +434,28 @@ def _outcome(out: torch.Tensor | RewardOutput | Sequence[float], size: int) -> _
             return _Outcome.failure(size, f"returned failure flags for {failed.numel()} samples")
     else:
         values = torch.as_tensor(out, dtype=torch.float32).reshape(-1)
-        failed = torch.zeros(size, dtype=torch.bool)
+        failed = _no_failures(size)
         reasons = (None,) * size
     if values.numel() != size:
         return _Outcome.failure(size, f"returned {values.numel()} values for {size} samples")
-    finite = torch.isfinite(values)
-    if not bool(finite.all()):
-        bad = ~finite & ~failed
-        failed = failed | bad
-        reasons = tuple(
-            "returned a non-finite value" if b else r
-            for r, b in zip(reasons, bad.tolist(), strict=True)
-        )
-        values = torch.where(finite, values, torch.zeros(()))
+    # Finiteness is checked once for all components, in _combine.
     return _Outcome(values, failed, reasons)
+
+
+@functools.lru_cache(maxsize=8)
+def _no_failures(size: int) -> torch.Tensor:
+    # Shared and never written to: outcomes are combined into new tensors.
+    return torch.zeros(size, dtype=torch.bool)
+
+
+def _non_finite(outcome: _Outcome, finite: torch.Tensor) -> _Outcome:
+    """``outcome`` with its NaN and infinite values turned into failures."""
+    bad = ~finite & ~outcome.failed
+    reasons = tuple(
+        "returned a non-finite value" if b else r
+        for r, b in zip(outcome.reasons, bad.tolist(), strict=True)
+    )
+    return _Outcome(torch.where(finite, outcome.values, 0.0), outcome.failed | bad, reasons)
 
 
 class _LoopThread:
