@@ -1,0 +1,53 @@
+"""The prompt the policy sees: one template for training data, generation and evaluation.
+
+Every place that builds a policy prompt (verl data preparation, the TRL adapter,
+``icdreward generate``) uses :func:`build_messages`, so a model is evaluated with
+exactly the prompt it was trained on. The assistant turn is prefilled with an
+opened ``<think>``: the completion continues the reasoning, and the ``tags``
+parser (``prefilled_think = true``) reads ``"<think>" + completion``.
+
+>>> messages = build_messages("65-year-old with crushing chest pain.")
+>>> [m["role"] for m in messages]
+['system', 'user', 'assistant']
+>>> messages[-1]["content"]
+'<think>'
+"""
+
+from __future__ import annotations
+
+__all__ = ["PROMPT_VERSION", "SYSTEM_PROMPT", "THINK_PREFILL", "USER_TEMPLATE", "build_messages"]
+
+PROMPT_VERSION = "1"
+"""Bumped whenever the wording changes, so data and results can record which one they used."""
+
+THINK_PREFILL = "<think>"
+"""The opened tag the assistant turn starts with."""
+
+SYSTEM_PROMPT = (
+    "You are a clinical coding assistant. Read the admission note and determine the "
+    "patient's primary diagnosis as one ICD-10-CM code. First reason step by step inside "
+    "<think> and </think>, citing the findings in the note that support the diagnosis. Then "
+    "give exactly one ICD-10-CM code, as specific as the note allows, inside <diagnosis> and "
+    "</diagnosis>, and nothing after it."
+)
+
+USER_TEMPLATE = "Admission note:\n{note}\n\nWhat is the primary diagnosis as an ICD-10-CM code?"
+
+
+def build_messages(note: str, *, prefill_think: bool = True) -> list[dict[str, str]]:
+    """Chat messages asking for the primary diagnosis of ``note``.
+
+    Args:
+        note: the admission note (inserted verbatim).
+        prefill_think: end with an assistant message holding an opened ``<think>`` that
+            the model continues (render it with the tokenizer's
+            ``continue_final_message=True``). Without it the model must open the tag
+            itself; score such completions with ``prefilled_think = false``.
+    """
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": USER_TEMPLATE.format(note=note)},
+    ]
+    if prefill_think:
+        messages.append({"role": "assistant", "content": THINK_PREFILL})
+    return messages
