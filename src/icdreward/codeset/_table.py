@@ -104,6 +104,14 @@ def _open_lines(name: str, header: str) -> Iterator[Iterator[str]]:
         yield (line.rstrip("\n") for line in text)
 
 
+def _nearest_prefix(code: str, index: dict[str, int]) -> int:
+    for length in range(len(code) - 1, 2, -1):
+        position = index.get(code[:length])
+        if position is not None:
+            return position
+    raise ValueError(f"code {code!r} has no parent in the table")
+
+
 def read_table(year: int) -> Table:
     """Parse the main table of ``year`` (which must be in :func:`available_years`)."""
     codes: list[str] = []
@@ -118,7 +126,8 @@ def read_table(year: int) -> Table:
         for number, line in enumerate(lines, start=2):
             code, kind, parent, billable, description = line.split("\t")
             if kind == "subcategory":
-                parents.append(index[parent])
+                # Not stored: the parent is the nearest shorter code, listed earlier.
+                parents.append(_nearest_prefix(code, index))
             elif kind == "category":
                 parents.append(-1)
                 category_blocks[code] = parent
