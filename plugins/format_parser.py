@@ -39,6 +39,11 @@ _FREE_TEXT_CHARS = 300
 _N_FEATURES = len(Feature)
 _HOPS = 8
 _MEMO_SIZE = 65_536
+_MEMO_KEY_CHARS = 64
+# Bounds on the Python-level steps of pair matching, so that text made of thousands of
+# tags (a degenerate policy) costs a fixed amount; normal text takes one or two steps.
+_MAX_PAIR_STEPS = 256
+_WHITESPACE = re.compile(r"\s*")
 # (candidate, code, found, valid, known, from free text)
 _Code = tuple[str, str, bool, bool, bool, bool]
 _NO_CODE: _Code = ("", "", False, False, False, False)
@@ -54,9 +59,12 @@ class TagParserParams:
 
     Attributes:
         mode: ``"strict"`` extracts a code only from a completion that is exactly one
-            think block and one diagnosis block; ``"lenient"`` takes the first
-            diagnosis block wherever it is, accepts an unclosed think block and an
-            unclosed diagnosis (up to the end of its line).
+            think block and one diagnosis block; ``"pair"`` (the published rule) only
+            from the first closed think block followed by a closed diagnosis block,
+            whatever else the text holds, and without such a pair there is no trace
+            either; ``"lenient"`` takes the first diagnosis block wherever it is,
+            accepts an unclosed think block and an unclosed diagnosis (up to the end
+            of its line).
         prefilled_think: the prompt ends with an opened ``<think>``, so the parser
             sees ``"<think>" + completion`` (unless the completion repeats the tag).
         case_fold: upper-case the diagnosis before validating it.
@@ -68,7 +76,7 @@ class TagParserParams:
             code set's fuzzy matcher.
     """
 
-    mode: Literal["strict", "lenient"] = "lenient"
+    mode: Literal["strict", "pair", "lenient"] = "lenient"
     prefilled_think: bool = True
     case_fold: bool = True
     validate: Literal["codeset", "pattern", "none"] = "codeset"
@@ -115,6 +123,41 @@ def _find(text: str, tag: str, start: int) -> int:
             return i
         i = find("<", i + 1)
     return find(tag, i) if i >= 0 else -1
+
+
+def _pair_after(text: str, close: int) -> tuple[int, int, int] | None:
+    """Positions (``</think>``, ``<diagnosis>``, ``</diagnosis>``) of the first pair whose
+    think block closes at or after ``close``, or None.
+
+    Like the published pattern ``<think>(.*?)</think>\\s*<diagnosis>(.*?)</diagnosis>``:
+    when a ``</think>`` is not followed by whitespace and ``<diagnosis>``, the think
+    block extends to the next ``</think>``. Each step moves forward, so this is linear.
+    """
+    for _ in range(_MAX_PAIR_STEPS):
+        if close < 0:
+            return None
+        spaces = _WHITESPACE.match(text, close + 8)
+        start = spaces.end() if spaces else close + 8
+        if text.startswith(_DIAG, start):
+            end = text.find(_DIAG_END, start + 11)
+            return (close, start, end) if end >= 0 else None
+        close = _find(text, _THINK_END, close + 8)
+    return None
+
+
+def _count_pairs(text: str, start: int) -> int:
+    """Complete think/diagnosis pairs from ``start`` on (at most ``_MAX_PAIR_STEPS``)."""
+    count = 0
+    while count < _MAX_PAIR_STEPS:
+        opened = _find(text, _THINK, start)
+        if opened < 0:
+            break
+        pair = _pair_after(text, _find(text, _THINK_END, opened + 7))
+        if pair is None:
+            break
+        count += 1
+        start = pair[2] + 12
+    return count
 
 
 def _nonspace(text: str, start: int, end: int) -> int:
@@ -225,13 +268,20 @@ class TagParser(Parser):
             t0 = _find(text, _THINK, 0)
             body = t0 + 7 if t0 >= 0 else 0
         t1 = _find(text, _THINK_END, body) if t0 >= 0 else -1
-        d0 = _find(text, _DIAG, t1 + 8 if t1 >= 0 else body)
-        d1 = _find(text, _DIAG_END, d0 + 11) if d0 >= 0 else -1
-        if t0 >= 0:
+        if p.mode == "pair":
+            # Only a closed think block followed by a closed diagnosis block counts.
+            pair = _pair_after(text, t1)
+            d0, d1 = (-1, -1) if pair is None else (pair[1], pair[2])
+            if pair is not None:
+                t1 = pair[0]
+        else:
+            d0 = _find(text, _DIAG, t1 + 8 if t1 >= 0 else body)
+            d1 = _find(text, _DIAG_END, d0 + 11) if d0 >= 0 else -1
+        if t0 >= 0 and not (p.mode == "pair" and d1 < 0):
             think_end = t1 if t1 >= 0 else (d0 if d0 >= 0 else length)
             think = text[body:think_end].strip()
         else:
-            think_end = -1
+            think_end = t1
             think = ""
 
         if d1 >= 0:
@@ -253,15 +303,15 @@ class TagParser(Parser):
         extra = 0
         outside = _nonspace(text, 0, first_start) if first_start else 0
         if block_end < length:
-            extra = max(text.count(_THINK, block_end), text.count(_DIAG, block_end))
+            extra = _count_pairs(text, block_end)
             outside += _nonspace(text, block_end, length)
         if t1 >= 0 and d0 > t1 + 8:
             outside += _nonspace(text, t1 + 8, d0)
-        well_formed = t1 >= 0 and d1 >= 0 and extra == 0 and outside == 0
 
         # -- the code ----------------------------------------------------------------
         diagnosis = text[d0 + 11 : diag_end].strip() if d0 >= 0 else ""
-        if diagnosis and (well_formed or p.mode == "lenient"):
+        well_formed = t1 >= 0 and d1 >= 0 and extra == 0 and outside == 0 and bool(diagnosis)
+        if diagnosis and (well_formed or p.mode != "strict"):
             candidate, code, found, valid, known, free = self._code_of(diagnosis)
         else:
             candidate, code, found, valid, known, free = _NO_CODE
@@ -287,9 +337,11 @@ class TagParser(Parser):
             valid = bool(code)
             known = valid and (free or self._validate_codeset or self._known(code))
             result = (candidate, code, bool(candidate), valid, known, free)
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[diagnosis] = result
+            # Long texts are rare and would make the memo hold megabytes.
+            if len(diagnosis) <= _MEMO_KEY_CHARS:
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[diagnosis] = result
         return result
 
     def _extract(self, diagnosis: str) -> tuple[str, str, bool]:

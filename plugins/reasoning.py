@@ -37,6 +37,7 @@ status
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _STEM = 6
 _TAIL = 40
+_SENTENCE_CHARS = 12
 _CODE_TERMS = 4
 _CACHE_SIZE = 4096
 
@@ -61,8 +62,9 @@ def _repetition(trace: str) -> float:
     n = len(trace)
     if n < 2 * _TAIL:
         return 0.0
-    sentences = trace.split(".")
-    duplicates = (len(sentences) - len(set(sentences))) / len(sentences)
+    # Fragments ("...", the "16" of "M51.16") are not sentences.
+    sentences = [part.strip() for part in trace.split(".") if len(part) >= _SENTENCE_CHARS]
+    duplicates = (len(sentences) - len(set(sentences))) / len(sentences) if sentences else 0.0
     tail = trace[-_TAIL:]
     loop = (trace.count(tail) - 1) * _TAIL / n
     return min(1.0, max(duplicates, loop))
@@ -129,7 +131,9 @@ class ReasoningReward(Reward):
         trace = batch.parsed.feature(Feature.THINK_CHARS) > 0
         if p.require_closed:
             trace &= batch.parsed.flag(Feature.THINK_CLOSED)
-        out = torch.where(trace, p.nonempty, 0.0)
+        # No trace at all is the shortest trace: it must never score above a short one.
+        missing = p.length_penalty if p.min_words else 0.0
+        out = torch.where(trace, p.nonempty, missing)
         if not self._text_terms:
             return out
         extra = [
@@ -144,7 +148,8 @@ class ReasoningReward(Reward):
         p: ReasoningParams = self.params
         value = 0.0
         if p.min_words or p.max_words:
-            words = trace.count(" ") + 1  # an estimate: one pass, no word list
+            # An estimate (runs of spaces count more than once) that needs no word list.
+            words = trace.count(" ") + trace.count("\n") + 1
             if p.min_words and words < p.min_words:
                 value += p.length_penalty * (1.0 - words / p.min_words)
             elif p.max_words and words > p.max_words:

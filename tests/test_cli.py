@@ -169,6 +169,7 @@ def test_score_output_file_holds_the_records(
         "code",
         "parse_failure",
         "invalid_code",
+        "gold_missing",
         "failed",
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["scores.jsonl"]  # no partial file left

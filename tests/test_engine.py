@@ -82,10 +82,53 @@ class SlowAsync(Reward):
         return torch.full((batch.size,), 0.5)
 
 
+class AlwaysFails(Reward):
+    """Fails on every sample, like a component during an outage; counts its calls."""
+
+    name = "always_fails"
+    calls = 0
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        type(self).calls += 1
+        raise ConnectionError("service down")
+
+
+class OtherDevice(Reward):
+    """Returns a tensor that needs a gradient on another device (meta stands in for CUDA)."""
+
+    name = "other_device"
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        values = torch.ones(batch.size, requires_grad=True) * 2
+        assert values.requires_grad
+        return values
+
+
+class Blocking(Reward):
+    """An async component that waits until released (to close the engine meanwhile)."""
+
+    name = "blocking"
+    is_async = True
+    started = threading.Event()
+
+    async def ascore(self, batch: ScoringBatch) -> torch.Tensor:
+        type(self).started.set()
+        await asyncio.sleep(30)
+        return torch.zeros(batch.size)
+
+
+class ReadsExtras(Reward):
+    name = "reads_extras"
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        return torch.tensor([float(x) for x in batch.extras["difficulty"]])
+
+
 class _TestPlugin:
     @hookimpl
     def icdreward_register_rewards(self, register: Any) -> None:
-        for cls in (Exploding, NotANumber, WrongShape, Flaky, SlowAsync):
+        for cls in (Exploding, NotANumber, WrongShape, Flaky, SlowAsync, AlwaysFails,
+                    OtherDevice, Blocking, ReadsExtras):  # fmt: skip
             register(cls)
 
 
@@ -105,7 +148,7 @@ def test_result_shapes_records_and_weighted_total(default_engine: RewardEngine) 
     records = result.to_records()
     assert [r["score"] for r in records] == pytest.approx(result.total.tolist(), abs=1e-6)
     assert set(records[0]) == {"score", *default_engine.names, "code", "parse_failure",
-                               "invalid_code", "failed"}  # fmt: skip
+                               "invalid_code", "gold_missing", "failed"}  # fmt: skip
     assert records[2]["parse_failure"] is True and records[0]["code"] == "M5116"
 
 
@@ -248,3 +291,97 @@ def test_huge_and_pathological_completions(deepicd: RewardEngine) -> None:
     result = deepicd.score(texts, [GOLD] * 4)
     assert torch.isfinite(result.total).all()
     assert result.parse_failure.tolist()[0] is True
+
+
+def test_an_outage_costs_a_bounded_number_of_calls() -> None:
+    e = engine({"rewards": {"always_fails": {}}})
+    AlwaysFails.calls = 0
+    result = e.score([completion("I10")] * 4096, [GOLD] * 4096)
+    assert result.failed["always_fails"].all()
+    assert result.failure_reasons["always_fails"][0] == "ConnectionError: service down"
+    assert AlwaysFails.calls <= 1 + 64  # not 2B - 1 = 8191
+
+
+def test_component_tensors_are_detached_and_moved_to_the_cpu() -> None:
+    e = engine({"rewards": {"other_device": {}}})
+    result = e.score([completion("I10")] * 2, [GOLD] * 2)
+    assert result.total.tolist() == [2.0, 2.0]
+    assert not result.total.requires_grad
+
+
+def test_closing_the_engine_during_a_score_fails_that_score_cleanly() -> None:
+    e = engine({"rewards": {"blocking": {}}})
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            e.score([completion("I10")], [GOLD])
+        except BaseException as exc:  # the test inspects it
+            errors.append(exc)
+
+    Blocking.started.clear()
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert Blocking.started.wait(5)
+    e.close()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
+    assert "closed while this batch was being scored" in str(errors[0])
+
+
+def test_a_dropped_engine_does_not_leave_its_loop_thread() -> None:
+    import gc
+
+    def loops() -> int:
+        return sum(t.name == "icdreward-loop" for t in threading.enumerate())
+
+    before = loops()
+    e = engine({"rewards": {"slow_async": {}}})
+    e.score([completion("I10")], [GOLD])
+    assert loops() == before + 1
+    del e
+    gc.collect()
+    assert loops() == before
+
+
+def test_missing_golds_are_flagged_and_logged(
+    default_engine: RewardEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    golds: list[object] = ["M5116", None, "", "not a code at all", 42]
+    result = default_engine.score([completion("M5116")] * 5, golds)
+    assert result.gold_missing.tolist() == [False, True, True, False, True]
+    assert [r["gold_missing"] for r in result.to_records()] == result.gold_missing.tolist()
+    assert "3 of 5 samples have no readable gold code" in caplog.text
+
+
+def test_a_json_list_gold_means_the_same_as_in_input_files(default_engine: RewardEngine) -> None:
+    result = default_engine.score([completion("E119")], ['["M5116", "E11.9"]'])
+    assert result.components["hierarchy"].tolist() == [pytest.approx(0.5)]  # secondary gold
+
+
+@pytest.mark.parametrize(
+    "group_ids",
+    [
+        [0.2, 0.2, 0.7, 0.7],
+        torch.tensor([0.2, 0.2, 0.7, 0.7]),
+        [2**70, 2**70, 5, 5],
+        [("a", 1), ("a", 1), ["unhashable"], ["unhashable"]],
+    ],
+)
+def test_group_ids_of_any_kind(default_engine: RewardEngine, group_ids: Any) -> None:
+    texts = [completion("M5116"), completion("M5116"), completion("M5116"), completion("J189")]
+    result = default_engine.score(texts, [GOLD] * 4, group_ids=group_ids)
+    assert result.groups is not None
+    assert result.groups.n_groups == 2
+    assert result.groups.all_equal.tolist() == [True, False]
+
+
+def test_extras_reach_components_and_survive_isolation() -> None:
+    e = engine({"rewards": {"reads_extras": {}, "exploding": {}}})
+    texts = [completion(c) for c in ["I10", "E119", "I10"]]
+    result = e.score(texts, [GOLD] * 3, extras={"difficulty": [1, 2, 3]})
+    assert result.components["reads_extras"].tolist() == [1.0, 2.0, 3.0]
+    assert result.failed["exploding"].tolist() == [False, True, False]
+    with pytest.raises(ValueError, match=r"extras\['difficulty'\] has 1 entries"):
+        e.score(texts, [GOLD] * 3, extras={"difficulty": [1]})

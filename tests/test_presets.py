@@ -136,6 +136,50 @@ def _random_completion(rng: random.Random) -> tuple[str, str]:
     return text, gold
 
 
+_FRAGMENTS = [
+    "reasoning. ", "</think>", "<think>", "<diagnosis>", "</diagnosis>", "\n", " ", "junk",
+    "M5116", "M51.17", "E119", "m5116", "<diagnosis>M5116</diagnosis>", "</think>\n<diagnosis>",
+    "<think>more</think><diagnosis>M51</diagnosis>", "",
+]  # fmt: skip
+
+
+def test_deepicd_matches_the_published_formula_on_random_malformed_inputs(
+    deepicd: RewardEngine,
+) -> None:
+    """Missing or stray tags, text between blocks, unclosed blocks: still the published rule.
+
+    One deliberate difference is left out: a completion that repeats the prefilled
+    ``<think>`` is read as that tag, where the published code counts the tag itself as
+    trace text (+1 for ``"<think></think>..."``).
+    """
+    rng = random.Random(99)
+    texts = ["".join(rng.choices(_FRAGMENTS, k=rng.randint(0, 9))) for _ in range(4000)]
+    texts = [t for t in texts if not t.lstrip().startswith("<think>")]
+    assert len(texts) > 3000
+    golds = [rng.choice(["M5116", "E119", "M51"]) for _ in texts]
+    result = deepicd.score(texts, golds)
+    expected = [published_reward(text, gold) for text, gold in zip(texts, golds, strict=True)]
+    assert result.total.tolist() == pytest.approx(expected, abs=1e-4)
+
+
+def test_deepicd_without_a_pair_scores_like_the_published_code(deepicd: RewardEngine) -> None:
+    texts = [
+        "Lumbar.<diagnosis>M5116</diagnosis>",  # no </think>
+        "r</think><diagnosis>M5116",  # unclosed diagnosis
+        "r</think>junk<diagnosis>M5116</diagnosis>",  # text between the blocks
+        "a</think>b</think>\n<diagnosis>M5116</diagnosis>",  # the think block runs on
+    ]
+    result = deepicd.score(texts, [GOLD] * 4)
+    assert result.total.tolist() == [-1.0, -1.0, -1.0, 76.0]
+
+
+def test_deepicd_extra_pair_penalty_is_capped(deepicd: RewardEngine) -> None:
+    many = completion("M5116") + "<think>x</think><diagnosis>M5116</diagnosis>" * 50
+    stray = "r</think><diagnosis>M5116</diagnosis>" + "<diagnosis>" * 50
+    result = deepicd.score([many, stray], [GOLD, GOLD])
+    assert result.total.tolist() == [76.0 - 5.0, 76.0]
+
+
 def test_deepicd_matches_the_published_formula_on_random_well_formed_inputs(
     deepicd: RewardEngine,
 ) -> None:
@@ -205,4 +249,4 @@ def test_default_total_range_is_as_documented(default_engine: RewardEngine) -> N
     best = default_engine.score([completion("M5116", trace)], [GOLD], notes=[note])
     worst = default_engine.score([""], [GOLD], notes=[note])
     assert 1.0 < best.total.item() < 1.5
-    assert worst.total.item() == -1.0
+    assert worst.total.item() == pytest.approx(-1.1)  # -1 empty, -0.1 no trace at all

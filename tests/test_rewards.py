@@ -74,6 +74,14 @@ def test_reasoning_length_window() -> None:
     assert result.components["reasoning"].tolist() == pytest.approx([-0.8, 0.0, -1.0])
 
 
+def test_an_empty_trace_never_beats_a_short_one(default_engine: RewardEngine) -> None:
+    texts = [completion("E119", ""), completion("E119", "Fever."),
+             completion("E119", "Polyuria, polydipsia and a high glucose: diabetes.")]  # fmt: skip
+    result = default_engine.score(texts, ["E119"] * 3)
+    empty, short, longer = result.total.tolist()
+    assert empty < short < longer
+
+
 def test_repetition_detects_loops_and_repeated_sentences() -> None:
     natural = (
         "The patient presents with chest pain. Troponin is raised. ECG shows ST depression. "
@@ -83,7 +91,8 @@ def test_repetition_detects_loops_and_repeated_sentences() -> None:
     repeated = " ".join(["Troponin is raised."] * 10)
     assert _repetition(natural) == 0.0
     assert _repetition(looped) > 0.8
-    assert _repetition(repeated) > 0.7
+    assert _repetition(repeated) > 0.8
+    assert _repetition("Hmm... fever... cough... so pneumonia... or maybe not, M51.16.") == 0.0
 
 
 def test_reasoning_grounding_and_consistency_reward_relevant_traces() -> None:

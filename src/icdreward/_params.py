@@ -52,6 +52,14 @@ def structure_params(
             allowed = [*fields, *reserved]
             raise ConfigError(source, path, value, _unknown_message(str(key), allowed))
         kwargs[key] = _check(value, hints.get(key, Any), source, path)
+        validator = fields[key].validator
+        if validator is not None:
+            # Run the field's own validator here, so its error names this field and value
+            # rather than the whole table.
+            try:
+                validator(None, fields[key], kwargs[key])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(source, path, value, str(exc)) from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

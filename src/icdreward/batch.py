@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import array
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -138,6 +138,8 @@ class ScoringBatch:
         notes: per sample, the admission note (``""`` when not given).
         group_ids: ``int64 [B]`` group index per sample (GRPO prompt groups), or None.
         codeset: the ICD-10-CM code set used for hierarchy lookups.
+        extras: further per-sample columns by name (a trainer's dataset columns, verl's
+            ``extra_info``), each of length B; empty unless the caller passed some.
     """
 
     def __init__(
@@ -147,12 +149,14 @@ class ScoringBatch:
         codeset: CodeSet,
         notes: Sequence[str] | None = None,
         group_ids: torch.Tensor | None = None,
+        extras: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         self.parsed = parsed
         self.golds: tuple[tuple[str, ...], ...] = tuple(golds)
         self.codeset = codeset
         self.notes: tuple[str, ...] = tuple(notes) if notes is not None else ("",) * len(parsed)
         self.group_ids = group_ids
+        self.extras: dict[str, tuple[Any, ...]] = {k: tuple(v) for k, v in (extras or {}).items()}
 
     @property
     def size(self) -> int:
@@ -243,6 +247,7 @@ class ScoringBatch:
             self.codeset,
             notes=[self.notes[i] for i in idx],
             group_ids=group_ids,
+            extras={name: [column[i] for i in idx] for name, column in self.extras.items()},
         )
 
 

@@ -110,6 +110,14 @@ class Reward:
     def close(self) -> None:
         """Release resources (connections, caches); called by :meth:`RewardEngine.close`."""
 
+    async def aclose(self) -> None:
+        """Asynchronous :meth:`close`, run on the event loop the component used.
+
+        Async components that hold clients bound to a loop (an ``AsyncOpenAI``) close
+        them here; the default calls :meth:`close`.
+        """
+        self.close()
+
 
 class Parser:
     """Base class of output parsers: raw completions in, one :class:`ParsedBatch` out.

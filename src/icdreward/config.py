@@ -52,6 +52,8 @@ _TOP_LEVEL = ("preset", "parser", "rewards", "failure", "plugins", "codeset")
 # Keys of a reward table that configure the engine's handling of the component;
 # everything else in the table is a parameter of the component itself.
 RESERVED_KEYS = ("component", "weight", "enabled", "on_failure", "fallback")
+# Keys of ScoreResult.to_records() besides the components: no component may take them.
+RECORD_KEYS = ("score", "code", "parse_failure", "invalid_code", "gold_missing", "failed")
 
 
 @attrs.frozen
@@ -243,6 +245,10 @@ def _rewards(value: Any, source: str) -> tuple[ComponentConfig, ...]:
     out: list[ComponentConfig] = []
     for key, entry in table.items():
         field = f"rewards.{key}"
+        if key in RECORD_KEYS:
+            raise ConfigError(
+                source, field, entry, f"{key!r} is a key of every result record; rename the reward"
+            )
         if entry is False:  # `hierarchy = false` switches off a preset's component
             continue
         if entry is True:

@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import threading
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +34,7 @@ from icdreward.config import (
     load_config,
 )
 from icdreward.errors import ComponentFailure, UnknownComponentError
+from icdreward.golds import gold_codes
 from icdreward.groups import group_statistics
 from icdreward.plugin import ComponentKind, PluginManager
 from icdreward.result import ScoreResult
@@ -41,6 +44,9 @@ __all__ = ["RewardEngine"]
 log = logging.getLogger("icdreward")
 _T = TypeVar("_T")
 _GOLD_MEMO_SIZE = 65_536
+_GOLD_MEMO_KEY_CHARS = 64
+# Calls one component may spend per batch to isolate the samples it fails on.
+_ISOLATION_CALLS = 64
 
 
 @attrs.frozen(eq=False)
@@ -128,6 +134,8 @@ class RewardEngine:
             )
         self._weights = torch.tensor([b.config.weight for b in self._bound], dtype=torch.float32)
         self._loop: _LoopThread | None = None
+        self._loop_lock = threading.Lock()
+        self._loop_finalizer: weakref.finalize[Any, Any] | None = None
         self._gold_memo: dict[str, tuple[str, ...]] = {}
 
     # -- construction ------------------------------------------------------------
@@ -179,6 +187,7 @@ class RewardEngine:
         golds: Sequence[object],
         notes: Sequence[str | None] | None = None,
         group_ids: Sequence[Any] | torch.Tensor | None = None,
+        extras: Mapping[str, Sequence[Any]] | None = None,
     ) -> ScoreResult:
         """Score a batch.
 
@@ -187,6 +196,9 @@ class RewardEngine:
             golds: per sample, one gold code or a list of codes (primary first).
             notes: per sample, the admission note (used by grounding and judge rewards).
             group_ids: per sample, the id of its prompt group (for group statistics).
+            extras: further per-sample columns for components that need them (a
+                trainer's dataset columns, verl's ``extra_info``), as
+                :attr:`ScoringBatch.extras`.
 
         Returns:
             A :class:`ScoreResult`; bad completions get low scores, never exceptions.
@@ -195,7 +207,7 @@ class RewardEngine:
             ValueError: the argument lengths differ.
             ComponentFailure: a component failed on some sample and its policy is ``"raise"``.
         """
-        batch = self._prepare(completions, golds, notes, group_ids)
+        batch = self._prepare(completions, golds, notes, group_ids, extras)
         outcomes: dict[int, _Outcome] = {}
         pending: list[int] = []
         for k, bound in enumerate(self._bound):
@@ -214,9 +226,10 @@ class RewardEngine:
         golds: Sequence[object],
         notes: Sequence[str | None] | None = None,
         group_ids: Sequence[Any] | torch.Tensor | None = None,
+        extras: Mapping[str, Sequence[Any]] | None = None,
     ) -> ScoreResult:
         """Asynchronous :meth:`score`: async components run concurrently on the caller's loop."""
-        batch = self._prepare(completions, golds, notes, group_ids)
+        batch = self._prepare(completions, golds, notes, group_ids, extras)
         outcomes: dict[int, _Outcome] = {}
         pending = [k for k, b in enumerate(self._bound) if b.reward.is_async]
         for k, bound in enumerate(self._bound):
@@ -226,15 +239,34 @@ class RewardEngine:
         return self._combine(batch, [outcomes[k] for k in range(len(self._bound))])
 
     def close(self) -> None:
-        """Close every component and stop the engine's background event loop."""
+        """Close every component and stop the engine's private event loop.
+
+        Async components are closed on the loop they ran on (:meth:`Reward.aclose`).
+        A batch still being scored in another thread fails with a ``RuntimeError``.
+        """
+        loop = self._loop
         for bound in self._bound:
             try:
-                bound.reward.close()
+                if bound.reward.is_async and loop is not None:
+                    loop.run(bound.reward.aclose())
+                else:
+                    bound.reward.close()
             except Exception:
                 log.exception("closing reward component %r failed", bound.config.key)
-        if self._loop is not None:
-            self._loop.stop()
-            self._loop = None
+        if self._loop_finalizer is not None:
+            self._loop_finalizer()  # stops the loop, once
+        self._loop = None
+
+    async def aclose(self) -> None:
+        """Close every component on the running loop (after using :meth:`ascore`)."""
+        for bound in self._bound:
+            try:
+                await bound.reward.aclose()
+            except Exception:
+                log.exception("closing reward component %r failed", bound.config.key)
+        if self._loop_finalizer is not None:
+            await asyncio.to_thread(self._loop_finalizer)
+        self._loop = None
 
     def __enter__(self) -> RewardEngine:
         return self
@@ -250,9 +282,14 @@ class RewardEngine:
         golds: Sequence[object],
         notes: Sequence[str | None] | None,
         group_ids: Sequence[Any] | torch.Tensor | None,
+        extras: Mapping[str, Sequence[Any]] | None = None,
     ) -> ScoringBatch:
         completions = list(completions)
         size = len(completions)
+        extra_columns: dict[str, tuple[Any, ...]] = {}
+        for name, column in (extras or {}).items():
+            extra_columns[name] = tuple(column)
+            _check_length(f"extras[{name!r}]", extra_columns[name], size)
         gold_list = list(golds)
         _check_length("golds", gold_list, size)
         note_list: list[str] | None = None
@@ -267,7 +304,12 @@ class RewardEngine:
         parsed = self.parser.parse(completions)
         gold_codes = self._gold_codes_of(gold_list)
         return ScoringBatch(
-            parsed, gold_codes, self.codeset, notes=note_list, group_ids=group_tensor
+            parsed,
+            gold_codes,
+            self.codeset,
+            notes=note_list,
+            group_ids=group_tensor,
+            extras=extra_columns,
         )
 
     def _gold_codes_of(self, golds: list[object]) -> list[tuple[str, ...]]:
@@ -281,8 +323,8 @@ class RewardEngine:
         return codes  # type: ignore[return-value]
 
     def _gold_codes(self, gold: object) -> tuple[str, ...]:
-        codes = _gold_codes(gold, self.codeset.normalize)
-        if type(gold) is str:
+        codes = gold_codes(gold, self.codeset.normalize)
+        if type(gold) is str and len(gold) <= _GOLD_MEMO_KEY_CHARS:
             if len(self._gold_memo) >= _GOLD_MEMO_SIZE:
                 self._gold_memo.clear()
             self._gold_memo[gold] = codes
@@ -292,29 +334,54 @@ class RewardEngine:
         try:
             return _outcome(bound.reward.score(batch), len(batch))
         except Exception as exc:
-            return self._isolate(bound, batch, exc)
+            return self._isolate(bound, batch, exc, [_ISOLATION_CALLS])
 
-    def _isolate(self, bound: _Bound, batch: ScoringBatch, exc: Exception) -> _Outcome:
+    def _isolate(
+        self, bound: _Bound, batch: ScoringBatch, exc: Exception, budget: list[int]
+    ) -> _Outcome:
         # Bisect so that one poisonous sample costs only itself: the rest of the batch
-        # still gets real scores.
-        if len(batch) <= 1:
-            return _Outcome.failure(len(batch), f"{type(exc).__name__}: {exc}")
-        mid = len(batch) // 2
-        halves = (range(mid), range(mid, len(batch)))
-        return _Outcome.concat([self._run_sync(bound, batch.subset(h)) for h in halves])
+        # still gets real scores. The budget of calls per component and batch stops an
+        # error that is about no sample in particular (an outage, a bug) from costing
+        # 2B calls: past it, the samples left fail with the error seen.
+        if len(batch) <= 1 or budget[0] <= 0:
+            return _Outcome.failure(len(batch), _reason(exc))
+        parts = []
+        for half in _halves(len(batch)):
+            sub = batch.subset(half)
+            if budget[0] <= 0:
+                parts.append(_Outcome.failure(len(sub), _reason(exc)))
+                continue
+            budget[0] -= 1
+            try:
+                parts.append(_outcome(bound.reward.score(sub), len(sub)))
+            except Exception as sub_exc:
+                parts.append(self._isolate(bound, sub, sub_exc, budget))
+        return _Outcome.concat(parts)
 
     async def _run_async(self, bound: _Bound, batch: ScoringBatch) -> _Outcome:
         try:
             return _outcome(await bound.reward.ascore(batch), len(batch))
         except Exception as exc:
-            if len(batch) <= 1:
-                return _Outcome.failure(len(batch), f"{type(exc).__name__}: {exc}")
-            mid = len(batch) // 2
-            parts = await asyncio.gather(
-                self._run_async(bound, batch.subset(range(mid))),
-                self._run_async(bound, batch.subset(range(mid, len(batch)))),
-            )
-            return _Outcome.concat(parts)
+            return await self._isolate_async(bound, batch, exc, [_ISOLATION_CALLS])
+
+    async def _isolate_async(
+        self, bound: _Bound, batch: ScoringBatch, exc: Exception, budget: list[int]
+    ) -> _Outcome:
+        """:meth:`_isolate` for async components."""
+        if len(batch) <= 1 or budget[0] <= 0:
+            return _Outcome.failure(len(batch), _reason(exc))
+        parts = []
+        for half in _halves(len(batch)):
+            sub = batch.subset(half)
+            if budget[0] <= 0:
+                parts.append(_Outcome.failure(len(sub), _reason(exc)))
+                continue
+            budget[0] -= 1
+            try:
+                parts.append(_outcome(await bound.reward.ascore(sub), len(sub)))
+            except Exception as sub_exc:
+                parts.append(await self._isolate_async(bound, sub, sub_exc, budget))
+        return _Outcome.concat(parts)
 
     async def _gather(self, indices: list[int], batch: ScoringBatch) -> list[_Outcome]:
         return list(
@@ -341,6 +408,12 @@ class RewardEngine:
             total = matrix @ self._weights
         # Last line of defence: a trainer must never receive NaN or inf.
         total = torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
+        gold_missing = ~batch.gold_mask[:, 0]
+        if bool(gold_missing.any()):
+            log.warning(
+                "%d of %d samples have no readable gold code; they score as wrong answers",
+                int(gold_missing.sum()), size,
+            )  # fmt: skip
         groups = None
         if batch.group_ids is not None and size:
             groups = group_statistics(total, batch.group_ids)
@@ -353,6 +426,7 @@ class RewardEngine:
             failed=dict(zip(names, failed.unbind(dim=1), strict=True)),
             failure_reasons={n: o.reasons for n, o in zip(names, outcomes, strict=True)},
             parsed=batch.parsed,
+            gold_missing=gold_missing,
             groups=groups,
         )
 
@@ -380,9 +454,12 @@ class RewardEngine:
             included[mask] = False
 
     def _loop_thread(self) -> _LoopThread:
-        if self._loop is None:
-            self._loop = _LoopThread()
-        return self._loop
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+                # An engine dropped without close() must not leave its thread behind.
+                self._loop_finalizer = weakref.finalize(self, self._loop.stop)
+            return self._loop
 
 
 def _check_length(name: str, values: Sequence[object] | torch.Tensor, size: int) -> None:
@@ -390,30 +467,23 @@ def _check_length(name: str, values: Sequence[object] | torch.Tensor, size: int)
         raise ValueError(f"{name} has {len(values)} entries for {size} completions")
 
 
-def _gold_codes(gold: object, normalize: Any) -> tuple[str, ...]:
-    if gold is None:
-        return ()
-    if isinstance(gold, bytes):
-        gold = gold.decode("utf-8", "replace")
-    if isinstance(gold, str):
-        items: Iterable[object] = gold.replace(";", ",").replace("|", ",").split(",")
-    elif isinstance(gold, Iterable) and not isinstance(gold, Mapping):
-        items = gold
-    else:
-        return ()
-    codes = (normalize(item) for item in items)
-    return tuple(c for c in codes if c)
-
-
 def _group_tensor(group_ids: Sequence[Any] | torch.Tensor) -> torch.Tensor:
+    """``int64 [B]`` group ids: integers as given, anything else numbered densely."""
     if isinstance(group_ids, torch.Tensor):
-        return group_ids.reshape(-1).to(torch.int64)
-    ids = list(group_ids)
-    if all(isinstance(g, int) and not isinstance(g, bool) for g in ids):
-        return torch.tensor(ids, dtype=torch.int64)
+        ids = group_ids.detach().reshape(-1).cpu()
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            dense_ids: torch.Tensor = torch.unique(ids, return_inverse=True)[1]
+            return dense_ids
+        return ids.to(torch.int64)
+    values = list(group_ids)
+    if all(type(g) is int for g in values):
+        try:
+            return torch.tensor(values, dtype=torch.int64)
+        except (OverflowError, RuntimeError, ValueError):  # beyond int64: number them instead
+            pass
     dense: dict[Any, int] = {}
     return torch.tensor(
-        [dense.setdefault(_hashable(g), len(dense)) for g in ids], dtype=torch.int64
+        [dense.setdefault(_hashable(g), len(dense)) for g in values], dtype=torch.int64
     )
 
 
@@ -427,19 +497,34 @@ def _hashable(value: Any) -> Any:
 
 def _outcome(out: torch.Tensor | RewardOutput | Sequence[float], size: int) -> _Outcome:
     if isinstance(out, RewardOutput):
-        values = torch.as_tensor(out.values, dtype=torch.float32).reshape(-1)
-        failed = torch.as_tensor(out.failed, dtype=torch.bool).reshape(-1)
+        values = _cpu(out.values, torch.float32)
+        failed = _cpu(out.failed, torch.bool)
         reasons = tuple(out.reasons)
         if failed.numel() != size or len(reasons) != size:
             return _Outcome.failure(size, f"returned failure flags for {failed.numel()} samples")
     else:
-        values = torch.as_tensor(out, dtype=torch.float32).reshape(-1)
+        values = _cpu(out, torch.float32)
         failed = _no_failures(size)
         reasons = (None,) * size
     if values.numel() != size:
         return _Outcome.failure(size, f"returned {values.numel()} values for {size} samples")
     # Finiteness is checked once for all components, in _combine.
     return _Outcome(values, failed, reasons)
+
+
+def _halves(size: int) -> tuple[range, range]:
+    return range(size // 2), range(size // 2, size)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _cpu(values: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A flat CPU tensor of ``dtype``, detached: a model-based reward may compute on a GPU."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().to("cpu", dtype).reshape(-1)
+    return torch.as_tensor(values, dtype=dtype).reshape(-1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -474,9 +559,29 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise RuntimeError("the engine was closed while this batch was being scored") from None
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        """Cancel what still runs, stop the loop and join its thread (idempotent)."""
+        if self._loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # One more turn of the loop: the done-callbacks that wake the threads
+            # waiting in run() must run before the loop stops.
+            await asyncio.sleep(0)
+            self._loop.stop()
+
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
+            self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()

@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 
 from icdreward.errors import InputFileError
+from icdreward.golds import gold_items
 
 __all__ = [
     "FORMATS",
@@ -61,7 +62,6 @@ FORMATS: dict[str, str] = {
 
 COMPLETION, GOLD, NOTE, GROUP = "completion", "gold", "note", "group"
 _COLUMNS = (COMPLETION, GOLD, NOTE, GROUP)
-_GOLD_SEPARATORS = (";", "|")
 _MAX_GROUP_CHUNK = 4
 _READ_CHUNK = 65536
 """A chunk grows to at most this many times ``chunk_size`` to keep a group whole."""
@@ -149,54 +149,15 @@ def parse_gold(value: object, *, path: str = "<input>", row: int | None = None) 
     Raises:
         InputFileError: the value is not a code, a list of codes or a string of codes.
     """
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    items: list[object]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                decoded = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputFileError(
-                    path,
-                    f"gold looks like a JSON list but is not: {exc.msg}",
-                    row=row,
-                    field=GOLD,
-                    value=value,
-                ) from None
-            items = list(decoded)  # the text starts with "[": a JSON list
-        else:
-            for sep in _GOLD_SEPARATORS:
-                text = text.replace(sep, ",")
-            items = list(text.split(","))
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    elif value is None:
+    if value is None:
         raise InputFileError(path, "gold is missing (null)", row=row, field=GOLD)
-    else:
-        raise InputFileError(
-            path,
-            f"gold must be a code or a list of codes, not {_json_type(value)}",
-            row=row,
-            field=GOLD,
-            value=value,
-        )
-    codes: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise InputFileError(
-                path,
-                f"gold codes must be strings, not {_json_type(item)}",
-                row=row,
-                field=GOLD,
-                value=value,
-            )
-        if item.strip():
-            codes.append(item.strip())
+    try:
+        codes = gold_items(value, _json_type)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc), row=row, field=GOLD, value=value) from None
     if not codes:
         raise InputFileError(path, "gold holds no code", row=row, field=GOLD, value=value)
-    return tuple(codes)
+    return codes
 
 
 class ScoringReader:

@@ -42,6 +42,8 @@ class ScoreResult:
             score the sample (an infrastructure failure, not a bad completion).
         failure_reasons: component name -> per-sample reason (None when it did not fail).
         parsed: the parsed completions (codes, traces, format flags).
+        gold_missing: ``bool [B]``, True where the gold label held no readable code (the
+            sample then scores as a wrong answer; check the data).
         groups: per-group statistics when group ids were given.
     """
 
@@ -52,6 +54,7 @@ class ScoreResult:
     failed: dict[str, torch.Tensor]
     failure_reasons: dict[str, tuple[str | None, ...]]
     parsed: ParsedBatch
+    gold_missing: torch.Tensor
     groups: GroupStats | None = None
 
     def __len__(self) -> int:
@@ -83,8 +86,8 @@ class ScoreResult:
         """One JSON-ready dict per sample.
 
         Keys: ``score``, one per component (None where it abstained), ``code`` (the
-        predicted code or ""), ``parse_failure``, ``invalid_code`` and ``failed`` (the
-        names of components that could not score the sample).
+        predicted code or ""), ``parse_failure``, ``invalid_code``, ``gold_missing`` and
+        ``failed`` (the names of components that could not score the sample).
         """
         # float32 values printed at full float64 precision read as 0.10000000149...;
         # six decimals are exact for any reward scale in practice.
@@ -96,6 +99,7 @@ class ScoreResult:
         failed = {name: mask.tolist() for name, mask in self.failed.items()}
         parse_failure = self.parse_failure.tolist()
         invalid = self.invalid_code.tolist()
+        gold_missing = self.gold_missing.tolist()
         names = self.names
         records: list[dict[str, Any]] = []
         for i, total in enumerate(totals):
@@ -106,6 +110,7 @@ class ScoreResult:
             record["code"] = self.parsed.codes[i]
             record["parse_failure"] = parse_failure[i]
             record["invalid_code"] = invalid[i]
+            record["gold_missing"] = gold_missing[i]
             record["failed"] = [name for name in names if failed[name][i]]
             records.append(record)
         return records

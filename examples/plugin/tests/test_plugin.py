@@ -70,7 +70,7 @@ def test_weighted_next_to_the_default_preset() -> None:
     [
         ({"max_keywords": "four"}, "rewards.code_mentioned.max_keywords"),
         ({"max_keyword": 4}, "rewards.code_mentioned.max_keyword"),
-        ({"max_keywords": 0}, "rewards.code_mentioned"),
+        ({"max_keywords": 0}, "rewards.code_mentioned.max_keywords"),
     ],
 )
 def test_bad_params_name_the_field(params: dict[str, object], field: str) -> None:

@@ -71,6 +71,7 @@ from icdreward.codeset import CodeSet, load_codeset
 from icdreward.components import ComponentContext, Parser, Reward, RewardOutput
 from icdreward.config import EngineConfig, load_config, read_config_file
 from icdreward.engine import RewardEngine
+from icdreward.golds import gold_codes
 from icdreward.plugin._manager import PluginManager
 from icdreward.plugin._registry import Register
 from icdreward.plugin._spec import PROJECT_NAME, hookimpl
@@ -469,7 +470,7 @@ def check_reward(
     built = _params(reward_cls, params, f"rewards.{name}")
     battery = battery or adversarial_battery()
     labels = battery.labels
-    golds = [_gold_codes(g, codeset) for g in battery.golds]
+    golds = [gold_codes(g, codeset.normalize) for g in battery.golds]
     group_ids = torch.tensor(battery.group_ids, dtype=torch.int64)
     parsings = list(_parsings(battery, parser, context))
     runner = _Runner()
@@ -612,19 +613,6 @@ def _params(cls: type[Reward] | type[Parser], params: object, field: str) -> Any
     if isinstance(params, Mapping):
         return structure_params(cls.Params, params, source=_SOURCE, field=field)
     raise TypeError(f"params must be a mapping or a {cls.Params.__name__} instance, got {params!r}")
-
-
-def _gold_codes(gold: object, codeset: CodeSet) -> tuple[str, ...]:
-    # What the engine does with a raw gold label.
-    if isinstance(gold, bytes):
-        gold = gold.decode("utf-8", "replace")
-    if isinstance(gold, str):
-        items: list[object] = list(gold.replace(";", ",").replace("|", ",").split(","))
-    elif isinstance(gold, (list, tuple)):
-        items = list(gold)
-    else:
-        return ()
-    return tuple(c for c in (codeset.normalize(i) for i in items) if c)
 
 
 def _preset_parsers() -> list[tuple[str, Mapping[str, Any]]]:
