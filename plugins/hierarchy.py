@@ -3,8 +3,9 @@
 Two modes:
 
 ``levels``
-    Credit of the deepest ICD-10-CM level shared with the gold code (chapter,
-    block, category, subcategory, full code), read from the code set's hierarchy
+    The highest credit among the ICD-10-CM levels shared with the gold code
+    (chapter, block, category, subcategory, full code) -- with credits that grow
+    with depth, the credit of the deepest shared level -- read from the hierarchy
     tables, so categories ending in a letter (C4A, M1A) and blocks that share their
     id with a category (B99) sit where they belong.
 ``prefix``

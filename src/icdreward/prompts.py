@@ -1,8 +1,10 @@
 """The prompt the policy sees: one template for training data, generation and evaluation.
 
-Every place that builds a policy prompt (verl data preparation, the TRL adapter,
-``icdreward generate``) uses :func:`build_messages`, so a model is evaluated with
-exactly the prompt it was trained on. The assistant turn is prefilled with an
+Every place that builds a policy prompt (training data, the TRL example, generation
+for evaluation) uses :func:`build_messages`, so a model is evaluated with exactly the
+prompt it was trained on. Render the messages with the tokenizer's
+``continue_final_message=True`` (not ``add_generation_prompt=True``, which would close
+the prefilled assistant turn). The assistant turn is prefilled with an
 opened ``<think>``: the completion continues the reasoning, and the ``tags``
 parser (``prefilled_think = true``) reads ``"<think>" + completion``.
 
