@@ -93,7 +93,7 @@ def test_unknown_component_lists_the_available_ones() -> None:
     with pytest.raises(UnknownComponentError) as info:
         RewardEngine.from_config({"rewards": {"mystery": {"weight": 1.0}}})
     assert info.value.field == "rewards.mystery"
-    assert "(available: exact, format, hierarchy, reasoning)" in str(info.value)
+    assert "(available: exact, format, hierarchy, judge, reasoning)" in str(info.value)
 
 
 def test_alias_with_component_key() -> None:
