@@ -291,3 +291,91 @@ def test_template_placeholders_are_single_pass() -> None:
     # What _render relies on: text substituted for $trace is never expanded again.
     assert string.Template("$trace").substitute(trace="$note", note="X") == "$note"
     assert json.loads(json.dumps({"x": neutralize("\ud800")}))  # serialisable
+
+
+# -- concurrency of the runner ----------------------------------------------------------
+
+
+def test_a_finished_batch_never_cancels_a_new_request_for_the_same_prompt() -> None:
+    """Batch B asks for a prompt just as batch A's request for it lands: B gets its own
+    verdict, not a cancellation from A's clean-up (the request is released by identity)."""
+    import asyncio
+
+    from icdreward_plugins.judge._outcome import Outcome
+    from icdreward_plugins.judge._runner import JudgeRunner
+    from icdreward_plugins.judge._stats import StatsCounter
+
+    params = JudgeParams(on_unreachable="ignore", cache_size=0)
+    cache = VerdictCache(0, None, template="t", model="m")
+    runner = JudgeRunner(params, "key", (1, 5), cache, StatsCounter())
+    request = ("/chat/completions", {})
+    fetched: list[str] = []
+
+    async def main() -> tuple[object, object]:
+        loop = asyncio.get_running_loop()
+        second: dict[str, asyncio.Task[object]] = {}
+
+        async def fake_fetch(request: object, flight: object, key: str) -> Outcome:
+            fetched.append(key)
+            if len(fetched) == 1:
+                # B is asked for once this answer has landed, before A has cleaned up.
+                loop.call_soon(
+                    lambda: second.setdefault(
+                        "B",
+                        loop.create_task(runner.judge({"K": request})),  # type: ignore[dict-item]
+                    )
+                )
+                return Outcome(3)
+            await asyncio.sleep(0.05)
+            return Outcome(4)
+
+        runner._fetch = fake_fetch  # type: ignore[method-assign]
+        first = await runner.judge({"K": request})  # type: ignore[dict-item]
+        await asyncio.sleep(0)
+        return first, await second["B"]
+
+    first, second = asyncio.run(main())
+    assert first == {"K": Outcome(3)}
+    assert second == {"K": Outcome(4)}
+    assert fetched == ["K", "K"]
+
+
+def test_threads_calling_at_once_share_one_runner(codeset: CodeSet) -> None:
+    engine = engine_with_plugins(
+        *JUDGE_PLUGIN,
+        config={"rewards": {"judge": {"on_unreachable": "ignore", "cache_size": 0}}},
+        codeset=codeset,
+    )
+    reward = engine.rewards["judge"]
+    barrier = threading.Barrier(8)
+    runners: list[object] = []
+
+    def first_call() -> None:
+        barrier.wait()
+        runners.append(reward._runner())  # type: ignore[attr-defined]
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(r) for r in runners}) == 1
+    engine.close()
+
+
+def test_the_judge_abstains_on_failure_unless_configured(codeset: CodeSet) -> None:
+    dead = "http://127.0.0.1:9/v1"  # discard port: nothing listens
+    base = {"base_url": dead, "on_unreachable": "ignore", "retries": 0, "timeout": 0.5}
+    text = "Disc disorder with radiculopathy.</think><diagnosis>M51.16</diagnosis>"
+    for table, included, value in [
+        ({}, False, 0.0),
+        ({"on_failure": "fallback", "fallback": 2.4}, True, 2.4),
+    ]:
+        engine = engine_with_plugins(
+            *JUDGE_PLUGIN, config={"rewards": {"judge": {**base, **table}}}, codeset=codeset
+        )
+        result = engine.score([text], ["M5116"], notes=["Back pain radiating to the leg."])
+        assert result.failed["judge"].tolist() == [True]
+        assert result.included[:, 0].tolist() == [included]
+        assert result.components["judge"].tolist() == [pytest.approx(value)]
+        engine.close()

@@ -370,3 +370,30 @@ def test_example_script_runs_the_total_form(
     assert math.isfinite(step["rewards/icdreward/mean"])
     for name in ("format", "outcome", "trace", "exact_match"):
         assert math.isfinite(step[f"icdreward/{name}/mean"])
+
+
+class ReadsDifficulty(Reward):
+    """Reads a dataset column that is neither the gold nor the note."""
+
+    name = "reads_difficulty"
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        return torch.tensor([float(d) for d in batch.extras["difficulty"]])
+
+
+class _ColumnPlugin:
+    @hookimpl
+    def icdreward_register_rewards(self, register: Any) -> None:
+        register(ReadsDifficulty)
+
+
+def test_dataset_columns_reach_the_components() -> None:
+    manager = PluginManager()
+    manager.register(_ColumnPlugin(), name="column-plugin")
+    config = {"rewards": {"reads_difficulty": {}}}
+    rewards = TRLRewards(RewardEngine(load_config(config), plugin_manager=manager))
+    (function,) = rewards.functions
+    batch = {"prompts": ["p", "p"], "completions": [GOOD, BAD], "codes": [["M5116"]] * 2}
+    assert function(**batch, difficulty=[1, 3]) == [1.0, 3.0]
+    # A batch that differs only in another column is a new batch, not the cached one.
+    assert function(**batch, difficulty=[2, 2]) == [2.0, 2.0]

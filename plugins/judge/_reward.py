@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,9 @@ class JudgeReward(Reward):
     name = "judge"
     Params = JudgeParams
     is_async = True
+    # An unreachable judge is an outage, not a verdict: leave it out of the total unless
+    # the configuration asks for a fallback value or for an error.
+    default_on_failure = "abstain"
 
     def __init__(self, params: JudgeParams, context: ComponentContext) -> None:
         super().__init__(params, context)
@@ -91,6 +95,9 @@ class JudgeReward(Reward):
         )
         self._counter = StatsCounter()
         self._runner_instance: JudgeRunner | None = None
+        # Worker threads may make their first call at the same time: one runner (one
+        # loop, one concurrency cap, one table of shared requests) for all of them.
+        self._runner_lock = threading.Lock()
         self._values = {s: p.scale * _mapped(s, low, high, p.mapping) for s in range(low, high + 1)}
         self._not_sent = p.scale * p.not_sent
 
@@ -138,6 +145,10 @@ class JudgeReward(Reward):
                 outcomes = runner.submit(plan.pending).result()
         return self._finish(plan, outcomes)
 
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the caller's event loop."""
+        await asyncio.to_thread(self.close)
+
     def close(self) -> None:
         """Stop the judge's loop, close its connections, flush the disk cache."""
         runner, self._runner_instance = self._runner_instance, None
@@ -151,23 +162,28 @@ class JudgeReward(Reward):
 
     def _runner(self) -> JudgeRunner:
         runner = self._runner_instance
-        if runner is None:
-            # Imported here: it imports the openai client, which costs half a second
-            # that a process not using the judge should not pay at plugin load.
-            from ._runner import JudgeRunner
+        if runner is not None:
+            return runner
+        with self._runner_lock:
+            return self._runner_instance or self._new_runner()
 
-            template = self.template
-            runner = JudgeRunner(
-                self.params,
-                resolve_api_key(self.params),
-                (template.min_score, template.max_score),
-                self._cache,
-                self._counter,
-            )
-            self._runner_instance = runner
-            # An engine dropped without close() (or the interpreter exiting) still
-            # stops the loop thread and closes the connections.
-            weakref.finalize(self, runner.close)
+    def _new_runner(self) -> JudgeRunner:
+        # Imported here: it imports the openai client, which costs half a second
+        # that a process not using the judge should not pay at plugin load.
+        from ._runner import JudgeRunner
+
+        template = self.template
+        runner = JudgeRunner(
+            self.params,
+            resolve_api_key(self.params),
+            (template.min_score, template.max_score),
+            self._cache,
+            self._counter,
+        )
+        self._runner_instance = runner
+        # An engine dropped without close() (or the interpreter exiting) still
+        # stops the loop thread and closes the connections.
+        weakref.finalize(self, runner.close)
         return runner
 
     def _plan(self, batch: ScoringBatch) -> _Plan:

@@ -91,7 +91,10 @@ class JudgeRunner:
 
     def submit(self, pending: dict[str, Request]) -> concurrent.futures.Future[dict[str, Outcome]]:
         """Ask for the verdicts of ``pending`` (cache key -> request) on the judge loop."""
-        return asyncio.run_coroutine_threadsafe(self.judge(pending), self._ensure_loop())
+        # Under the lock, so that close() cannot stop the loop between the two steps and
+        # leave the work queued on a loop that never runs it.
+        with self._lock:
+            return asyncio.run_coroutine_threadsafe(self.judge(pending), self._ensure_loop())
 
     def owns_running_loop(self) -> bool:
         """Whether the caller runs on the judge's own loop (then await :meth:`judge`)."""
@@ -118,20 +121,18 @@ class JudgeRunner:
             loop.close()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            alive = self._thread is not None and self._thread.is_alive()
-            if self._loop is None or not alive or self._pid != os.getpid():
-                # First use, after close(), or in a forked child (threads do not survive
-                # a fork): start afresh; the parent's loop is not touched.
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="icdreward-judge", daemon=True
-                )
-                thread.start()
-                self._loop, self._thread, self._pid = loop, thread, os.getpid()
-                self._transport = self._semaphore = None
-                self._flights = {}
-            return self._loop
+        """The running judge loop, started if needed (the caller holds ``_lock``)."""
+        alive = self._thread is not None and self._thread.is_alive()
+        if self._loop is None or not alive or self._pid != os.getpid():
+            # First use, after close(), or in a forked child (threads do not survive
+            # a fork): start afresh; the parent's loop is not touched.
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="icdreward-judge", daemon=True)
+            thread.start()
+            self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            self._transport = self._semaphore = None
+            self._flights = {}
+        return self._loop
 
     # -- on the loop ---------------------------------------------------------------------
 
@@ -146,6 +147,7 @@ class JudgeRunner:
             self._stats.add(disk_hits=len(found))
             results.update((key, Outcome(score)) for key, score in found.items())
         tasks: dict[str, asyncio.Task[Outcome]] = {}
+        flights: dict[str, _Flight] = {}
         joined = 0
         try:
             for key, request in pending.items():
@@ -161,6 +163,7 @@ class JudgeRunner:
                     joined += 1
                     flight.deadline = max(flight.deadline, deadline)
                 flight.waiters += 1
+                flights[key] = flight
                 assert flight.task is not None
                 tasks[key] = flight.task
             if joined:
@@ -171,8 +174,8 @@ class JudgeRunner:
             for key, task in tasks.items():
                 results[key] = self._result(task, budget)
         finally:
-            for key in tasks:
-                self._release(key)
+            for key, flight in flights.items():
+                self._release(key, flight)
         if self._cache.path is not None:
             await asyncio.to_thread(self._cache.flush)
         return results
@@ -189,14 +192,14 @@ class JudgeRunner:
             return Outcome(None, f"judge request crashed: {type(error).__name__}: {error}", "bug")
         return task.result()
 
-    def _release(self, key: str) -> None:
-        flight = self._flights.get(key)
-        if flight is None:
-            return
+    def _release(self, key: str, flight: _Flight) -> None:
+        # Release the request this batch joined, by identity: once it has landed, a later
+        # batch may have started a new request for the same prompt under the same key.
         flight.waiters -= 1
         if flight.waiters <= 0 and flight.task is not None and not flight.task.done():
             # Nobody waits for it any more: stop spending the judge's time on it.
-            del self._flights[key]
+            if self._flights.get(key) is flight:
+                del self._flights[key]
             flight.task.cancel()
 
     def _landed(self, key: str, flight: _Flight, task: asyncio.Task[Outcome]) -> None:

@@ -28,7 +28,7 @@ Example, a reward paying 1 for every sample whose trace mentions the code::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 import torch
@@ -94,6 +94,10 @@ class Reward:
     """attrs class of the component's parameters (validated from the config)."""
     is_async: ClassVar[bool] = False
     """True when the engine should await :meth:`ascore` instead of calling :meth:`score`."""
+    default_on_failure: ClassVar[Literal["fallback", "abstain", "raise"] | None] = None
+    """The failure policy of this component unless its configuration sets ``on_failure``
+    (None: the engine-wide ``[failure]`` policy). A component whose failures are outages,
+    like a judge, abstains by default so that an outage never counts as a score."""
 
     def __init__(self, params: Any, context: ComponentContext) -> None:
         self.params = params

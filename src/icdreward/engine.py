@@ -128,7 +128,7 @@ class RewardEngine:
                 _Bound(
                     config=entry,
                     reward=cls(params, context),
-                    policy=entry.on_failure or config.failure.policy,
+                    policy=entry.on_failure or cls.default_on_failure or config.failure.policy,
                     fallback=config.failure.fallback if entry.fallback is None else entry.fallback,
                 )
             )

@@ -346,10 +346,17 @@ class TRLRewards:
         groups = group_ids(prompt_list) if prompt_list is not None else None
         if groups is not None and len(groups) != len(texts):
             groups = None
+        # Every dataset column reaches the components (ScoringBatch.extras).
+        extras = {
+            name: column
+            for name, values in kwargs.items()
+            if name not in _TRL_KWARGS
+            and len(column := _per_sample(values, len(texts))) == len(texts)
+        }
         # TRL calls the per-component functions one after another with the same batch:
         # the first one scores it, the others reuse the result. A function that already
         # read the cached batch starts a new one, even when the new batch is equal.
-        key = (texts, golds, notes, groups)
+        key = (texts, golds, notes, groups, extras)
         is_total = caller == self._total.__name__
         last = self._last
         if last is not None and caller not in last.served and _same(last.key, key):
@@ -358,7 +365,7 @@ class TRLRewards:
                 self._report(last.result, kwargs, batch=False, components=True)
             return last.result
         self._warn_prefill(prompt_list)
-        result = self._score(texts, golds, notes, groups)
+        result = self._score(texts, golds, notes, groups, extras)
         self._last = _Batch(key, result, {caller})
         if result is not None and self.log_metrics:
             self._report(result, kwargs, batch=True, components=is_total)
@@ -370,10 +377,11 @@ class TRLRewards:
         golds: list[object],
         notes: list[str | None] | None,
         groups: list[int] | None,
+        extras: dict[str, list[object]],
     ) -> ScoreResult | None:
         self.scorings += 1
         try:
-            return self.engine.score(texts, golds, notes=notes, group_ids=groups)
+            return self.engine.score(texts, golds, notes=notes, group_ids=groups, extras=extras)
         except ComponentFailure:
             raise  # a component's own policy is "raise": that is what the user asked for
         except Exception:
