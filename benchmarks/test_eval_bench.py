@@ -1,0 +1,63 @@
+"""Evaluation speed (pytest-benchmark).
+
+Targets (issue #5): the metrics of 1,000,000 random already-extracted codes across all
+four levels in <= 2 s (label encoding from strings included, no bootstrap); the whole
+``icdreward eval`` command on 100,000 raw completions is recorded (with the default
+1000 bootstrap resamples).
+
+Run: ``pytest benchmarks/test_eval_bench.py --benchmark-only``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from icdreward.cli import main
+from icdreward.codeset import load_codeset
+from icdreward.evaluation import evaluate_codes
+
+from _corpus import completions
+
+TARGET_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def million() -> tuple[list[str], list[str]]:
+    rng = random.Random(0)
+    pool = sorted(load_codeset().codes())
+    golds = rng.choices(pool, k=1_000_000)
+    preds = [g if rng.random() < 0.4 else rng.choice(pool) for g in golds]
+    for i in range(0, len(preds), 20):
+        preds[i] = "" if i % 40 else "XYZ123"  # unparseable and invalid predictions
+    return preds, golds
+
+
+def test_metrics_one_million_codes(benchmark: Any, million: tuple[list[str], list[str]]) -> None:
+    preds, golds = million
+    cs = load_codeset()
+    evaluate_codes(preds[:1000], golds[:1000], codeset=cs)  # warm the code set
+    report = benchmark.pedantic(
+        evaluate_codes, args=(preds, golds), kwargs={"codeset": cs}, rounds=3, iterations=1
+    )
+    assert report.n == 1_000_000
+    best = benchmark.stats.stats.min
+    benchmark.extra_info["seconds_min"] = round(best, 3)
+    assert best <= TARGET_S
+
+
+def test_command_on_100k_completions(
+    benchmark: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    texts, golds, _ = completions(100_000)
+    path = Path(tmp_path_factory.mktemp("eval")) / "completions.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for text, gold in zip(texts, golds, strict=True):
+            handle.write(json.dumps({"completion": text, "gold": gold}) + "\n")
+    status = benchmark.pedantic(main, args=(["eval", str(path), "--json"],), rounds=1, iterations=1)
+    assert status == 0
+    benchmark.extra_info["seconds"] = round(benchmark.stats.stats.min, 3)
