@@ -70,9 +70,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for name in ("score", "eval", "plugins", "code"):
+    for name in ("score", "generate", "eval", "plugins", "code"):
         assert name in out
-    assert [c.name for c in commands()][:4] == ["score", "eval", "plugins", "code"]
+    assert [c.name for c in commands()][:5] == ["score", "generate", "eval", "plugins", "code"]
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,136 @@
+"""Reading the notes to generate for: JSONL, CSV/TSV or parquet rows with ``note`` and gold codes.
+
+Every row holds the admission ``note`` and its gold code(s) in ``codes`` or ``gold``
+(one code, a list, ``"M5116;E119"`` or a JSON list written as a string, as for
+``icdreward score``), and optionally an ``id``; without one the row number is its id.
+Ids must be unique: they are how an interrupted run knows which rows are done.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from icdreward.errors import InputFileError
+from icdreward.inputs import input_format, parse_gold
+
+__all__ = ["NoteRow", "read_note_rows", "row_key"]
+
+_GOLD_FIELDS = ("codes", "gold")
+
+
+@attrs.frozen
+class NoteRow:
+    """One note to generate for: its ``id`` (as written, or the row number), note and golds."""
+
+    id: Any
+    note: str
+    gold: tuple[str, ...]
+    row: int
+
+
+def row_key(value: Any) -> str:
+    """The identity of a row id, equal for an id read from INPUT and from OUT."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def read_note_rows(path: str | os.PathLike[str], *, limit: int | None = None) -> list[NoteRow]:
+    """The rows of ``path`` (the first ``limit`` ones when given).
+
+    Raises:
+        InputFileError: the file is missing, empty, of an unknown type or malformed, a
+            row has no note or no gold code, or two rows share an id.
+    """
+    name = str(path)
+    kind = input_format(path)
+    file = Path(path)
+    if file.is_dir():
+        raise InputFileError(name, "is a directory, not a file")
+    if not file.exists():
+        raise InputFileError(name, "cannot read file: No such file or directory")
+    if kind == "jsonl":
+        records = _jsonl(name)
+    elif kind == "parquet":
+        records = _parquet(name)
+    else:
+        records = _csv(name, "\t" if kind == "tsv" else ",")
+    rows: list[NoteRow] = []
+    seen: dict[str, int] = {}
+    for number, record in records:
+        if limit is not None and len(rows) >= limit:
+            break
+        note = record.get("note")
+        if not isinstance(note, str) or not note.strip():
+            raise InputFileError(name, "missing or empty field 'note'", row=number, field="note")
+        field = next((f for f in _GOLD_FIELDS if record.get(f) is not None), None)
+        if field is None:
+            raise InputFileError(
+                name, "missing field 'codes' (or 'gold')", row=number, field="codes"
+            )
+        gold = parse_gold(record[field], path=name, row=number)
+        ident = record.get("id")
+        if ident is None or ident == "":
+            ident = number
+        key = row_key(ident)
+        if key in seen:
+            raise InputFileError(
+                name, f"id {ident!r} is also the id of row {seen[key]}", row=number, field="id"
+            )
+        seen[key] = number
+        rows.append(NoteRow(id=ident, note=note, gold=gold, row=number))
+    if not rows:
+        raise InputFileError(name, "the file holds no rows")
+    return rows
+
+
+def _jsonl(path: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    try:
+        handle = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read file: {exc.strerror}") from None
+    with handle:
+        for number, text in enumerate(handle, 1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputFileError(
+                    path, f"invalid JSON: {exc.msg} at column {exc.colno}", row=number
+                ) from None
+            if not isinstance(record, dict):
+                raise InputFileError(
+                    path, f"expected a JSON object, not {type(record).__name__}", row=number
+                )
+            yield number, record
+
+
+def _csv(path: str, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read file: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        try:
+            for record in reader:
+                yield reader.line_num, {k.strip(): v for k, v in record.items() if k is not None}
+        except csv.Error as exc:
+            raise InputFileError(path, f"malformed CSV: {exc}", row=reader.line_num) from None
+
+
+def _parquet(path: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+        raise InputFileError(path, f"cannot read parquet file: {exc}") from None
+    yield from enumerate(table.to_pylist(), 1)
