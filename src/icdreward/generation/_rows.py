@@ -8,17 +8,15 @@ Ids must be unique: they are how an interrupted run knows which rows are done.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
 
 from icdreward.errors import InputFileError
-from icdreward.inputs import input_format, parse_gold
+from icdreward.inputs import parse_gold
+from icdreward.records import iter_records
 
 __all__ = ["NoteRow", "read_note_rows", "row_key"]
 
@@ -48,18 +46,7 @@ def read_note_rows(path: str | os.PathLike[str], *, limit: int | None = None) ->
             row has no note or no gold code, or two rows share an id.
     """
     name = str(path)
-    kind = input_format(path)
-    file = Path(path)
-    if file.is_dir():
-        raise InputFileError(name, "is a directory, not a file")
-    if not file.exists():
-        raise InputFileError(name, "cannot read file: No such file or directory")
-    if kind == "jsonl":
-        records = _jsonl(name)
-    elif kind == "parquet":
-        records = _parquet(name)
-    else:
-        records = _csv(name, "\t" if kind == "tsv" else ",")
+    records = iter_records(name)
     rows: list[NoteRow] = []
     seen: dict[str, int] = {}
     for number, record in records:
@@ -87,50 +74,3 @@ def read_note_rows(path: str | os.PathLike[str], *, limit: int | None = None) ->
     if not rows:
         raise InputFileError(name, "the file holds no rows")
     return rows
-
-
-def _jsonl(path: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    try:
-        handle = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read file: {exc.strerror}") from None
-    with handle:
-        for number, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputFileError(
-                    path, f"invalid JSON: {exc.msg} at column {exc.colno}", row=number
-                ) from None
-            if not isinstance(record, dict):
-                raise InputFileError(
-                    path, f"expected a JSON object, not {type(record).__name__}", row=number
-                )
-            yield number, record
-
-
-def _csv(path: str, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read file: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        try:
-            for record in reader:
-                yield reader.line_num, {k.strip(): v for k, v in record.items() if k is not None}
-        except csv.Error as exc:
-            raise InputFileError(path, f"malformed CSV: {exc}", row=reader.line_num) from None
-
-
-def _parquet(path: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
-        raise InputFileError(path, f"cannot read parquet file: {exc}") from None
-    yield from enumerate(table.to_pylist(), 1)
