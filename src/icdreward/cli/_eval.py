@@ -7,6 +7,7 @@ from typing import Any
 
 from icdreward.cli import _render
 from icdreward.cli._app import EXIT_OK, EXIT_USAGE, Command, error
+from icdreward.cli._arguments import count
 from icdreward.engine import RewardEngine
 from icdreward.evaluation import LEVEL_NAMES, evaluate_file, plot_report
 from icdreward.inputs import FORMATS
@@ -54,7 +55,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bootstrap",
-        type=_count,
+        type=count,
         default=DEFAULT_BOOTSTRAP,
         metavar="N",
         help=f"bootstrap resamples for the intervals, 0 for none (default: {DEFAULT_BOOTSTRAP})",
@@ -62,16 +63,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, metavar="S", help="seed of the bootstrap (default: 0)"
     )
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from icdreward.cli._app import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Command, error
+from icdreward.cli._arguments import count, positive_int
 from icdreward.generation import (
     EndpointOptions,
     NoteRow,
@@ -57,26 +58,6 @@ the arguments are bad (one line on stderr).
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
 def _number(low: float, high: float | None = None, *, open_low: bool = False) -> Any:
     def parse(text: str) -> float:
         try:
@@ -103,7 +84,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     sampling = parser.add_argument_group("sampling (recorded in every output line)")
     sampling.add_argument(
-        "--max-tokens", type=_positive_int, default=1024, metavar="N", help="default: 1024"
+        "--max-tokens", type=positive_int, default=1024, metavar="N", help="default: 1024"
     )
     sampling.add_argument(
         "--temperature", type=_number(0.0), default=0.0, metavar="T", help="default: 0 (greedy)"
@@ -116,11 +97,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="default: 1",
     )
     sampling.add_argument(
-        "--n", type=_positive_int, default=1, metavar="N", help="samples per note (default: 1)"
+        "--n", type=positive_int, default=1, metavar="N", help="samples per note (default: 1)"
     )
     sampling.add_argument(
         "--seed",
-        type=_count,
+        type=count,
         default=0,
         metavar="S",
         help="base seed; sample k is drawn with S+k (default: 0)",
@@ -128,7 +109,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     endpoint = parser.add_argument_group("endpoint")
     endpoint.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=32,
         metavar="N",
         help="requests in flight (default: 32)",
@@ -142,7 +123,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     endpoint.add_argument(
         "--retries",
-        type=_count,
+        type=count,
         default=3,
         metavar="N",
         help="retries per request after the first attempt (default: 3)",
@@ -164,13 +145,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     hf.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 ... (default: auto)")
     hf.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="notes per generate call (default: 8)",
     )
     parser.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="only the first N rows of INPUT"
+        "--limit", type=positive_int, metavar="N", help="only the first N rows of INPUT"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 

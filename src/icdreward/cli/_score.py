@@ -15,6 +15,7 @@ import torch
 
 from icdreward.cli import _render
 from icdreward.cli._app import EXIT_OK, EXIT_USAGE, Command, error
+from icdreward.cli._arguments import positive_int
 from icdreward.engine import RewardEngine
 from icdreward.groups import group_statistics
 from icdreward.inputs import FORMATS, ScoringReader, ScoringRows
@@ -78,7 +79,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
         help=f"rows scored per batch (default: {DEFAULT_CHUNK_SIZE})",
@@ -89,16 +90,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="progress bar on stderr: auto (when stderr is a terminal), always or never",
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:
