@@ -19,7 +19,9 @@ def _packages_in(directory: Path, name: str) -> set[str]:
 def test_every_package_is_listed_for_the_wheel() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     listed = set(config["tool"]["setuptools"]["packages"])
-    found = _packages_in(ROOT / "src" / "icdreward", "icdreward") | _packages_in(
-        ROOT / "plugins", "icdreward_plugins"
+    found = (
+        _packages_in(ROOT / "src" / "icdreward", "icdreward")
+        | _packages_in(ROOT / "plugins", "icdreward_plugins")
+        | _packages_in(ROOT / "integrations" / "verl" / "icdreward_verl", "icdreward_verl")
     )
     assert found == listed

@@ -1,0 +1,91 @@
+"""Build verl ``DataProto`` batches the way verl's rollout lays them out.
+
+``prompts`` are left-padded, ``responses`` right-padded, ``attention_mask`` covers
+both, and the non-tensor columns come from the training parquet (``data_source``,
+``reward_model``, ``extra_info``) plus GRPO's ``uid`` per prompt group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from verl import DataProto
+
+from icdreward.prompts import build_messages
+
+
+def rollout_batch(
+    tokenizer: Any,
+    samples: Sequence[dict[str, Any]],
+    *,
+    response_length: int | None = None,
+) -> DataProto:
+    """One row per sample: ``{"note", "gold", "completion", "group"}``.
+
+    The completion is tokenized and closed with EOS (as a finished generation is);
+    ``response_length`` pads every response to that width (default: the longest).
+    """
+    prompt_ids = [
+        tokenizer.apply_chat_template(
+            build_messages(s["note"], prefill_think=False),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+        )
+        for s in samples
+    ]
+    response_ids = [
+        tokenizer.encode(s["completion"], add_special_tokens=False) + [tokenizer.eos_token_id]
+        for s in samples
+    ]
+    prompt_width = max(len(p) for p in prompt_ids)
+    width = response_length or max(len(r) for r in response_ids)
+    pad = tokenizer.pad_token_id
+    size = len(samples)
+    prompts = torch.full((size, prompt_width), pad, dtype=torch.long)
+    responses = torch.full((size, width), pad, dtype=torch.long)
+    mask = torch.zeros((size, prompt_width + width), dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+        r = r[:width]
+        prompts[i, prompt_width - len(p) :] = torch.tensor(p)
+        responses[i, : len(r)] = torch.tensor(r)
+        mask[i, prompt_width - len(p) : prompt_width + len(r)] = 1
+    input_ids = torch.cat([prompts, responses], dim=1)
+    position_ids = torch.clamp(torch.cumsum(mask, dim=1) - 1, min=0)
+    non_tensors = {
+        "data_source": np.array(["icdreward/icd10cm"] * size, dtype=object),
+        "reward_model": np.array(
+            [{"style": "rule", "ground_truth": _codes(s["gold"])} for s in samples], dtype=object
+        ),
+        "extra_info": np.array(
+            [{"split": "train", "index": i, "note": s["note"]} for i, s in enumerate(samples)],
+            dtype=object,
+        ),
+        "uid": np.array([str(s.get("group", i)) for i, s in enumerate(samples)], dtype=object),
+    }
+    return DataProto.from_dict(
+        tensors={
+            "prompts": prompts,
+            "responses": responses,
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "position_ids": position_ids,
+        },
+        non_tensors=non_tensors,
+    )
+
+
+def valid_lengths(batch: DataProto) -> torch.Tensor:
+    """The number of real (unpadded) response tokens of each row."""
+    prompt_width = batch.batch["prompts"].shape[1]
+    lengths: torch.Tensor = batch.batch["attention_mask"][:, prompt_width:].sum(dim=1)
+    return lengths
+
+
+def _codes(gold: Any) -> np.ndarray:
+    # Parquet gives verl the ground-truth list as a numpy array of strings.
+    codes = [gold] if isinstance(gold, str) else list(gold)
+    return np.array(codes, dtype=object)
