@@ -38,7 +38,7 @@ def rollout_batch(
         for s in samples
     ]
     response_ids = [
-        tokenizer.encode(s["completion"], add_special_tokens=False) + [tokenizer.eos_token_id]
+        [*tokenizer.encode(s["completion"], add_special_tokens=False), tokenizer.eos_token_id]
         for s in samples
     ]
     prompt_width = max(len(p) for p in prompt_ids)

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import verl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import AutoTokenizer
 
-import verl
 from icdreward import RewardEngine
 from icdreward.errors import ConfigError
 from icdreward_verl._batcher import MicroBatcher
@@ -150,7 +150,9 @@ def test_batcher_bounds_are_checked() -> None:
 
 def run_all(manager: IcdRewardManager, batch: Any) -> list[dict[str, Any]]:
     async def main() -> list[dict[str, Any]]:
-        return await asyncio.gather(*(manager.run_single(batch[i : i + 1]) for i in range(len(batch))))
+        return await asyncio.gather(
+            *(manager.run_single(batch[i : i + 1]) for i in range(len(batch)))
+        )
 
     return asyncio.run(main())
 

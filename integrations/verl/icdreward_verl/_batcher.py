@@ -86,7 +86,7 @@ class MicroBatcher(Generic[_In, _Out]):
             results = list(await self._score(items))
             if len(results) != len(items):
                 raise RuntimeError(f"scored {len(results)} results for {len(items)} items")
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+        except BaseException as exc:  # handed to every waiting caller, then re-raised if fatal
             for future in futures:
                 if not future.done():
                     future.set_exception(exc)

@@ -4,7 +4,7 @@ Point verl at it with a package path or a file path; the reward settings travel 
 reward keyword arguments (see :class:`~icdreward_verl.RewardSettings`)::
 
     reward.custom_reward_function.path=pkg://icdreward_verl.reward_function
-    # or: reward.custom_reward_function.path=/path/to/integrations/verl/icdreward_verl/reward_function.py
+    # or the file: reward.custom_reward_function.path=/abs/path/to/reward_function.py
     +reward.custom_reward_function.reward_kwargs.preset=deepicd-r1
 
 verl 0.9 calls :func:`compute_score` once per sample, from a pool of threads; verl

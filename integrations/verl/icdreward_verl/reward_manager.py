@@ -10,7 +10,7 @@ third-party class: the name is looked up before the module is imported)::
     reward.reward_manager.source=importlib
     reward.reward_manager.name=IcdRewardManager
     reward.reward_manager.module.path=pkg://icdreward_verl.reward_manager
-    +reward.reward_kwargs.preset=deepicd-r1          # or +reward.reward_kwargs.config=/abs/rewards.toml
+    +reward.reward_kwargs.preset=deepicd-r1    # or: +reward.reward_kwargs.config=/abs/r.toml
     +reward.reward_kwargs.max_batch_size=512
     +reward.reward_kwargs.max_wait_ms=10
 
@@ -50,7 +50,7 @@ class _Response:
     note: str | None
 
 
-class IcdRewardManager(RewardManagerBase):  # type: ignore[misc]
+class IcdRewardManager(RewardManagerBase):
     """verl ``RewardManagerBase`` that batches concurrent ``run_single`` calls.
 
     Args:
@@ -76,6 +76,8 @@ class IcdRewardManager(RewardManagerBase):  # type: ignore[misc]
         **_: Any,
     ) -> None:
         super().__init__(config, tokenizer, compute_score)
+        # verl annotates the tokenizer as the AutoTokenizer factory; it is an instance.
+        self._tokenizer: Any = tokenizer
         reward = config.get("reward") if hasattr(config, "get") else None
         kwargs = (reward.get("reward_kwargs") if reward is not None else None) or {}
         self.settings = RewardSettings.from_kwargs(kwargs, source="reward.reward_kwargs")
@@ -134,7 +136,7 @@ class IcdRewardManager(RewardManagerBase):  # type: ignore[misc]
 
     def _decode(self, responses: list[_Response]) -> list[str | None]:
         try:
-            texts = self.tokenizer.batch_decode(
+            texts = self._tokenizer.batch_decode(
                 [r.token_ids for r in responses], skip_special_tokens=True
             )
             return [str(t) for t in texts]
@@ -145,7 +147,7 @@ class IcdRewardManager(RewardManagerBase):  # type: ignore[misc]
         out: list[str | None] = []
         for r in responses:
             try:
-                out.append(str(self.tokenizer.decode(r.token_ids, skip_special_tokens=True)))
+                out.append(str(self._tokenizer.decode(r.token_ids, skip_special_tokens=True)))
             except Exception as exc:
                 log.warning("a response could not be decoded; scored as empty: %s", exc)
                 out.append(None)
