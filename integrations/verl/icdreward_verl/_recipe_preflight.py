@@ -1,0 +1,124 @@
+"""Checks of a composed verl configuration that verl itself makes only once Ray is up.
+
+``validate_config`` checks batch sizes; the trainer finds a missing data file, an
+unknown logger or a reward manager that does not import only after it has started
+its workers, and the reward workers read the reward settings later still. The same
+checks here take seconds and need no GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from icdreward_verl._recipe_compose import RecipeError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+__all__ = ["preflight"]
+
+_OURS = ("IcdRewardManager", "pkg://icdreward_verl.reward_manager")
+
+
+def preflight(config: DictConfig, *, launching: bool) -> list[str]:
+    """Check what verl would only find out after starting; return notes for the user.
+
+    A local data file or model directory that does not exist is an error when
+    ``launching`` and a note otherwise (a dry run may well precede the data).
+
+    Raises:
+        RecipeError: an interpolation that does not resolve, an unknown
+            ``trainer.logger`` backend, a missing local file when
+            launching, or a reward manager that does not load as a verl
+            ``RewardManagerBase``.
+        ConfigError: icdreward's reward settings (``reward.reward_kwargs``) or the
+            reward configuration they name are invalid.
+    """
+    from omegaconf import OmegaConf
+
+    _check_resolves(config)
+    loggers = config.trainer.get("logger")
+    _check_loggers(OmegaConf.to_container(loggers) if OmegaConf.is_config(loggers) else loggers)
+    notes: list[str] = []
+    for key in ("data.train_files", "data.val_files", "actor_rollout_ref.model.path"):
+        notes += _check_paths(key, OmegaConf.select(config, key), launching=launching)
+    _check_reward(config)
+    return notes
+
+
+def _check_resolves(config: DictConfig) -> None:
+    # verl's task runner prints the fully resolved configuration first thing.
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = str(getattr(exc, "full_key", "") or "")
+        raise RecipeError(
+            f"verl's configuration does not resolve: {exc}", field=key, value=None
+        ) from exc
+
+
+def _check_loggers(loggers: Any) -> None:
+    from verl.utils.tracking import Tracking
+
+    for name in [loggers] if isinstance(loggers, str) else list(loggers or ()):
+        if name not in Tracking.supported_backend:
+            known = ", ".join(Tracking.supported_backend)
+            raise RecipeError(
+                f"trainer.logger: verl has no logging backend {name!r} (it has: {known})",
+                field="trainer.logger",
+                value=name,
+            )
+
+
+def _check_paths(key: str, value: Any, *, launching: bool) -> list[str]:
+    from omegaconf import ListConfig
+
+    paths = list(value) if isinstance(value, list | ListConfig) else [value]
+    notes = []
+    for path in map(str, paths):
+        local = key != "actor_rollout_ref.model.path" or path.startswith(("/", ".", "~"))
+        if "://" in path or not local or Path(path).expanduser().exists():
+            continue
+        if launching:
+            raise RecipeError(f"{key}: no such file or directory: {path}", field=key, value=path)
+        notes.append(f"{key}: {path} does not exist (yet)")
+    return notes
+
+
+def _check_reward(config: DictConfig) -> None:
+    from omegaconf import OmegaConf
+    from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+    from verl.trainer.ppo.reward import resolve_reward_manager_cls
+
+    manager = config.reward.reward_manager
+    where = f"{manager.name!r} ({manager.source}: {manager.module.path})"
+    try:
+        cls = resolve_reward_manager_cls(config)
+    except Exception as exc:
+        raise RecipeError(
+            f"reward.reward_manager: verl cannot load the reward manager {where}: {exc}",
+            field="reward.reward_manager.module.path",
+            value=manager.module.path,
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, RewardManagerBase)):
+        raise RecipeError(
+            f"reward.reward_manager: {where} is not a verl RewardManagerBase subclass",
+            field="reward.reward_manager.name",
+            value=manager.name,
+        )
+    if (manager.name, manager.module.path) != _OURS:
+        return
+    from icdreward.config import load_config
+    from icdreward_verl._settings import RewardSettings
+
+    raw = config.reward.get("reward_kwargs")
+    kwargs = OmegaConf.to_container(raw, resolve=True) if raw is not None else {}
+    assert isinstance(kwargs, dict)
+    settings = RewardSettings.from_kwargs(
+        {str(key): value for key, value in kwargs.items()}, source="reward.reward_kwargs"
+    )
+    load_config(settings.engine_config(), source=settings.source)
