@@ -13,9 +13,13 @@ verl finds everything here by configuration, never by registration:
 - :mod:`icdreward_verl.data`: admission notes with codes to verl's training parquet
   (``icdreward prepare``).
 
-The modules import verl only where they need it, so this package imports without it.
+The settings that both reward routes take are :class:`RewardSettings`. Only the reward
+manager and the recipe's composition import verl, so this package and the data
+preparation import without it.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from icdreward_verl._settings import DEFAULT_PRESET, RewardSettings
+
+__all__ = ["DEFAULT_PRESET", "RewardSettings"]

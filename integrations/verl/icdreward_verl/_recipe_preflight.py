@@ -113,7 +113,7 @@ def _check_reward(config: DictConfig) -> None:
     if (manager.name, manager.module.path) != _OURS:
         return
     from icdreward.config import load_config
-    from icdreward_verl._settings import RewardSettings
+    from icdreward_verl import RewardSettings
 
     raw = config.reward.get("reward_kwargs")
     kwargs = OmegaConf.to_container(raw, resolve=True) if raw is not None else {}
