@@ -78,6 +78,44 @@ def rollout_batch(
     )
 
 
+def agent_loop_request(tokenizer: Any, sample: dict[str, Any]) -> DataProto:
+    """One response as verl 0.9's agent loop sends it to a reward worker.
+
+    ``AgentLoopWorker._compute_score`` builds an unpadded batch of one (prompt ids,
+    response ids without EOS, an all-ones attention mask) and the dataset row's fields
+    as numpy arrays of one element.
+    """
+    prompt = tokenizer.apply_chat_template(
+        build_messages(sample["note"], prefill_think=False),
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+    response = tokenizer.encode(sample["completion"], add_special_tokens=False)
+    prompts = torch.tensor([prompt], dtype=torch.int64)
+    responses = torch.tensor([response], dtype=torch.int64)
+    input_ids = torch.cat([prompts, responses], dim=1)
+    mask = torch.ones_like(input_ids)
+    row = {
+        "data_source": "icdreward/icd10cm",
+        "reward_model": {"style": "rule", "ground_truth": _codes(sample["gold"])},
+        "extra_info": {"split": "train", "index": 0, "note": sample["note"]},
+    }
+    non_tensors = {key: np.array([value]) for key, value in row.items()}
+    non_tensors["__num_turns__"] = np.array([2])
+    non_tensors["tool_extra_fields"] = np.array([{}], dtype=object)
+    return DataProto.from_dict(
+        tensors={
+            "prompts": prompts,
+            "responses": responses,
+            "attention_mask": mask,
+            "input_ids": input_ids,
+            "position_ids": torch.arange(input_ids.shape[1]).unsqueeze(0),
+        },
+        non_tensors=non_tensors,
+    )
+
+
 def valid_lengths(batch: DataProto) -> torch.Tensor:
     """The number of real (unpadded) response tokens of each row."""
     prompt_width = batch.batch["prompts"].shape[1]

@@ -364,6 +364,19 @@ def test_dropped_rows_are_counted_with_their_reason(
     assert "empty note" in out and "2, 3, 4" in out and "longest prompt" in out
 
 
+def test_a_dropped_row_does_not_claim_its_id(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a", "note": "", "codes": ["I21.4"]},  # dropped: empty note
+        {"id": "a", "note": "Chest pain.", "codes": ["I21.4"]},  # kept: nothing written had "a"
+        {"id": "a", "note": "Chest pain again.", "codes": ["I21.4"]},  # duplicate of row 2
+    ]
+    path = _write_jsonl(tmp_path / "notes.jsonl", rows)
+    report = prepare_dataset(path, tmp_path / "out", PrepareOptions(val_fraction=0))
+    assert report.dropped == {"empty note": 1, "duplicate id": 1}
+    assert report.dropped_rows["duplicate id"] == (3,)
+    assert [r["extra_info"]["row"] for r in _rows(tmp_path / "out" / "train.parquet")] == [2]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "options", "expected"),
     [

@@ -375,6 +375,17 @@ def test_main_reports_a_bad_extra_override(data: Path, capsys: pytest.CaptureFix
     assert captured.err.startswith("error: verl override 'actor_rollout_ref.rollout.nn=8'")
 
 
+def test_the_dry_run_builds_the_reward_engine_the_workers_will_build(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A misspelt component only fails when an engine is built: the dry run builds one.
+    config = data / "bad rewards.toml"
+    config.write_text('preset = "default"\n[rewards.outline]\ncomponent = "hierachy"\n')
+    assert recipe.main(["--dry-run", *_args(data), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "rewards.outline.component" in err and "'hierachy'" in err
+
+
 def test_launching_checks_the_data_first(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

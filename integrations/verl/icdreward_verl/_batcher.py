@@ -49,11 +49,17 @@ class MicroBatcher(Generic[_In, _Out]):
         self._items: list[_In] = []
         self._futures: list[asyncio.Future[_Out]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: _In) -> _Out:
         """Score ``item`` as part of a batch; returns its result or raises its exception."""
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Items and a timer left by a loop that has ended (asyncio.run called again)
+            # would never be flushed: their callers are gone with that loop.
+            self._items, self._futures, self._timer = [], [], None
+            self._loop = loop
         future: asyncio.Future[_Out] = loop.create_future()
         self._items.append(item)
         self._futures.append(future)
@@ -86,12 +92,14 @@ class MicroBatcher(Generic[_In, _Out]):
             results = list(await self._score(items))
             if len(results) != len(items):
                 raise RuntimeError(f"scored {len(results)} results for {len(items)} items")
-        except BaseException as exc:  # handed to every waiting caller, then re-raised if fatal
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+        except Exception as exc:
             for future in futures:
                 if not future.done():
                     future.set_exception(exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
             return
         for future, result in zip(futures, results, strict=True):
             if future.done():  # its caller was cancelled

@@ -123,16 +123,18 @@ class RowReader:
         ident = self._read_id(row, record)
         note = self._read_note(row, note_field, record[note_field])
         codes = self._read_codes(row, codes_field, record[codes_field])
-        if ident:
-            if ident in self._seen:
-                return DUPLICATE_ID
-            self._seen.add(ident)
         if note is None:
             return EMPTY_NOTE
         if not codes:
             return NO_CODE
         if not _ICD10_SHAPE.fullmatch(codes[0]):
             return NOT_ICD10
+        # Only a row that is kept claims its id: a later, valid row with the id of a
+        # dropped one is not a duplicate of anything written.
+        if ident:
+            if ident in self._seen:
+                return DUPLICATE_ID
+            self._seen.add(ident)
         return NoteRecord(row=row, id=ident, note=note, codes=codes)
 
     # -- fields ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ SPLITS = ("train", "val")
 
 _TOKEN_BATCH = 256
 _EXAMPLE_ROWS = 5
-_REASONS = (DUPLICATE_ID, EMPTY_NOTE, NO_CODE, NOT_ICD10)
+_REASONS = (EMPTY_NOTE, NO_CODE, NOT_ICD10, DUPLICATE_ID)
 
 
 def prompt_too_long(limit: int) -> str:

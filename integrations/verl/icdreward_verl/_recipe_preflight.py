@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["preflight"]
 
-_OURS = ("IcdRewardManager", "pkg://icdreward_verl.reward_manager")
-
 
 def preflight(config: DictConfig, *, launching: bool) -> list[str]:
     """Check what verl would only find out after starting; return notes for the user.
@@ -110,10 +108,10 @@ def _check_reward(config: DictConfig) -> None:
             field="reward.reward_manager.name",
             value=manager.name,
         )
-    if (manager.name, manager.module.path) != _OURS:
+    if cls.__name__ != "IcdRewardManager":  # by pkg:// or by file path alike
         return
-    from icdreward.config import load_config
     from icdreward_verl import RewardSettings
+    from icdreward_verl._settings import build_engine
 
     raw = config.reward.get("reward_kwargs")
     kwargs = OmegaConf.to_container(raw, resolve=True) if raw is not None else {}
@@ -121,4 +119,6 @@ def _check_reward(config: DictConfig) -> None:
     settings = RewardSettings.from_kwargs(
         {str(key): value for key, value in kwargs.items()}, source="reward.reward_kwargs"
     )
-    load_config(settings.engine_config(), source=settings.source)
+    # Build the engine the reward workers will build: a component name or parameter
+    # that does not exist is found only then.
+    build_engine(settings).close()

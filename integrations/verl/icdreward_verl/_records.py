@@ -1,20 +1,21 @@
 """verl's rows in and out: the note of an ``extra_info``, one flat dict of numbers per sample.
 
-verl stacks each key of the per-sample dicts into a numpy array (``reward_extra_info``)
-and averages them into metrics, so every sample carries the same keys and only
-numbers: flags are 0/1, and a component that abstained on a sample reads 0 there
-(its ``failed`` count says so).
+verl stacks each key of the per-sample dicts into a numpy array (``reward_extra_info``),
+keeps it with the rollout data and averages it into the validation metrics
+(``val-aux/...``), so every sample carries the same keys and only numbers: flags are
+0/1, and a component that abstained on a sample reads 0 there (its ``failed`` count
+says so).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from icdreward.result import ScoreResult
 
-__all__ = ["FLAG_KEYS", "note_of", "sample_scores"]
+__all__ = ["FLAG_KEYS", "note_of", "sample_scores", "unscored_record"]
 
 FLAG_KEYS = ("parse_failure", "invalid_code", "gold_missing", "failed")
 """Keys every sample has besides ``score`` and the components."""
@@ -45,6 +46,14 @@ def sample_scores(result: ScoreResult) -> list[dict[str, float]]:
         record["failed"] = float(failed_counts[i])
         records.append(record)
     return records
+
+
+def unscored_record(names: Sequence[str]) -> dict[str, float]:
+    """The record of a sample that could not be scored at all: 0, every component failed."""
+    record = {"score": 0.0, **dict.fromkeys(names, 0.0)}
+    record.update(dict.fromkeys(FLAG_KEYS, 0.0))
+    record["failed"] = float(len(names))
+    return record
 
 
 def note_of(extra_info: object, key: str) -> str | None:

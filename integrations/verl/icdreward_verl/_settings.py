@@ -20,7 +20,7 @@ from icdreward.config import load_config, merge_config, read_config_file
 from icdreward.engine import RewardEngine
 from icdreward.errors import ConfigError
 
-__all__ = ["DEFAULT_PRESET", "VERL_KEYS", "RewardSettings", "shared_engine"]
+__all__ = ["DEFAULT_PRESET", "VERL_KEYS", "RewardSettings", "build_engine", "shared_engine"]
 
 DEFAULT_PRESET = "deepicd-r1"
 """The preset used when neither ``preset`` nor ``config`` is given: the published reward."""
@@ -156,10 +156,15 @@ def shared_engine(settings: RewardSettings) -> RewardEngine:
     with _engines_lock:
         engine = _engines.get(settings)
         if engine is None:
-            engine = _build(settings)
+            engine = build_engine(settings)
             _engines[settings] = engine
         return engine
 
 
-def _build(settings: RewardSettings) -> RewardEngine:
+def build_engine(settings: RewardSettings) -> RewardEngine:
+    """A new engine for ``settings`` (:func:`shared_engine` keeps one per process).
+
+    Raises:
+        ConfigError: the configuration is invalid (an unknown component or parameter too).
+    """
     return RewardEngine(load_config(settings.engine_config(), source=settings.source))

@@ -35,10 +35,10 @@ What happens to a bad row:
   in a JSONL row), a note that is not text, codes that are not a code or a list of
   codes (a number, an object, broken JSON), an id that is not text or a whole number;
 - a *data* problem drops the row, counted in :attr:`PrepareReport.dropped` under the
-  first reason that applies, in this order: ``duplicate id`` (the first row with an id
-  is kept), ``empty note`` (null or blank), ``no gold code`` (null, blank or an empty
-  list), ``primary code is not ICD-10-CM`` (an ICD-9 code such as ``4019``),
-  ``prompt longer than N tokens`` (with ``max_prompt_tokens``).
+  first reason that applies, in this order: ``empty note`` (null or blank), ``no gold
+  code`` (null, blank or an empty list), ``primary code is not ICD-10-CM`` (an ICD-9
+  code such as ``4019``), ``duplicate id`` (an earlier row with that id passed these
+  checks), ``prompt longer than N tokens`` (with ``max_prompt_tokens``).
 
 The split is drawn per row from a hash of the seed and the row's id (its note when it
 has none), see :func:`assign_split`: it does not depend on row order or on the other

@@ -85,11 +85,13 @@ from icdreward_verl._recipe_compose import RecipeError, compose
 from icdreward_verl._recipe_hydra import HydraValue, override
 from icdreward_verl._recipe_preflight import preflight
 from icdreward_verl._recipe_report import report, shell_lines
+from icdreward_verl._settings import DEFAULT_PRESET
 
 __all__ = [
     "CARD_SETTINGS",
     "DEFAULT_PRESET",
     "REWARD_MANAGER_OVERRIDES",
+    "REWARD_WORKERS",
     "CardSetting",
     "RecipeError",
     "RecipeOptions",
@@ -99,8 +101,10 @@ __all__ = [
     "overrides",
 ]
 
-DEFAULT_PRESET = "deepicd-r1"
-"""The reward preset when neither ``preset`` nor ``config`` is given: the published one."""
+REWARD_WORKERS = 2
+"""verl's reward-loop workers (its default is 8). The rollout sends each response to
+a random worker: fewer workers gather bigger batches, and two score far more responses
+per second than a GRPO step produces."""
 
 REWARD_MANAGER_OVERRIDES: tuple[str, ...] = (
     "reward.reward_manager.source=importlib",
@@ -301,6 +305,7 @@ def overrides(options: RecipeOptions) -> list[str]:
         override("trainer.default_local_dir", options.output_dir),
         override("trainer.save_freq", options.save_freq),
         override("trainer.test_freq", options.test_freq),
+        override("reward.num_workers", REWARD_WORKERS),
         *REWARD_MANAGER_OVERRIDES,
     ]
     kwargs = "reward.reward_kwargs."

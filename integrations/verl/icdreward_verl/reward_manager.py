@@ -16,8 +16,10 @@ third-party class: the name is looked up before the module is imported)::
 
 Each response's reward lands on its last valid token (verl's ``assemble_rm_scores``)
 and its components and flags arrive as ``reward_extra_info``. A response that cannot
-be decoded scores as an empty completion; one whose scoring raises fails alone, and
-the rest of its batch is scored as usual.
+be decoded scores as an empty completion; one whose scoring raises (a bug: bad
+completions are scores) gets 0 with every component counted in ``failed``, and the
+rest of its batch is scored as usual. Only a component whose failure policy is
+``"raise"`` stops the step, as configured.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from icdreward.engine import RewardEngine
 from icdreward.errors import ComponentFailure
 from icdreward_verl._batcher import MicroBatcher
-from icdreward_verl._records import note_of, sample_scores
+from icdreward_verl._records import note_of, sample_scores, unscored_record
 from icdreward_verl._settings import RewardSettings, shared_engine
 
 __all__ = ["IcdRewardManager"]
@@ -78,8 +80,14 @@ class IcdRewardManager(RewardManagerBase):
         super().__init__(config, tokenizer, compute_score)
         # verl annotates the tokenizer as the AutoTokenizer factory; it is an instance.
         self._tokenizer: Any = tokenizer
-        reward = config.get("reward") if hasattr(config, "get") else None
-        kwargs = (reward.get("reward_kwargs") if reward is not None else None) or {}
+        reward = config.get("reward") or {}
+        kwargs = reward.get("reward_kwargs") or {}
+        # verl always passes a compute_score (its default one when none is configured).
+        if (reward.get("custom_reward_function") or {}).get("path"):
+            log.warning(
+                "reward.custom_reward_function.path is set, but IcdRewardManager scores "
+                "with its own engine (reward.reward_kwargs); that function is not called"
+            )
         self.settings = RewardSettings.from_kwargs(kwargs, source="reward.reward_kwargs")
         self.engine: RewardEngine = shared_engine(self.settings)
         # Scoring runs in threads so that the event loop keeps taking responses. The
@@ -89,6 +97,7 @@ class IcdRewardManager(RewardManagerBase):
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=4 if waits else 1, thread_name_prefix="icdreward-verl"
         )
+        self._unscored = unscored_record(self.engine.names)
         self._batcher: MicroBatcher[_Response, dict[str, Any]] = MicroBatcher(
             self._score_batch,
             max_size=self.settings.max_batch_size,
@@ -110,13 +119,11 @@ class IcdRewardManager(RewardManagerBase):
         response = _Response(response_ids[:length].tolist(), ground_truth, note)
         return await self._batcher.submit(response)
 
-    async def _score_batch(
-        self, responses: list[_Response]
-    ) -> Sequence[dict[str, Any] | BaseException]:
+    async def _score_batch(self, responses: list[_Response]) -> Sequence[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._score_sync, responses)
 
-    def _score_sync(self, responses: list[_Response]) -> list[dict[str, Any] | BaseException]:
+    def _score_sync(self, responses: list[_Response]) -> list[dict[str, Any]]:
         texts = self._decode(responses)
         try:
             return [_reward(s) for s in self._score(responses, texts, range(len(responses)))]
@@ -126,13 +133,19 @@ class IcdRewardManager(RewardManagerBase):
             # The engine turns bad completions into scores; whatever still raised is
             # about some sample in particular: score one by one to confine it.
             log.exception("scoring a batch of %d failed; scoring one by one", len(responses))
-            out: list[dict[str, Any] | BaseException] = []
-            for i in range(len(responses)):
-                try:
-                    out.append(_reward(self._score(responses, texts, [i])[0]))
-                except Exception as exc:
-                    out.append(exc)
-            return out
+        out: list[dict[str, Any]] = []
+        for i in range(len(responses)):
+            try:
+                out.append(_reward(self._score(responses, texts, [i])[0]))
+            except ComponentFailure:
+                raise
+            except Exception:
+                # verl gathers the reward calls of a step without return_exceptions:
+                # an exception here would end the step. The sample gets the record of
+                # a sample every component failed on, and the log says why.
+                log.exception("a response could not be scored; every component counts as failed")
+                out.append(_reward(self._unscored))
+        return out
 
     def _decode(self, responses: list[_Response]) -> list[str | None]:
         try:
