@@ -46,6 +46,7 @@ __all__ = [
     "ScoringReader",
     "ScoringRows",
     "input_format",
+    "json_type",
     "parse_gold",
     "read_scoring_rows",
 ]
@@ -152,7 +153,7 @@ def parse_gold(value: object, *, path: str = "<input>", row: int | None = None) 
     if value is None:
         raise InputFileError(path, "gold is missing (null)", row=row, field=GOLD)
     try:
-        codes = gold_items(value, _json_type)
+        codes = gold_items(value, json_type)
     except ValueError as exc:
         raise InputFileError(path, str(exc), row=row, field=GOLD, value=value) from None
     if not codes:
@@ -283,7 +284,7 @@ class ScoringReader:
             if not isinstance(record, dict):
                 raise InputFileError(
                     self.path,
-                    f"expected a JSON object, not {_json_type(record)}",
+                    f"expected a JSON object, not {json_type(record)}",
                     row=number,
                     value=record,
                 )
@@ -381,7 +382,7 @@ class ScoringReader:
         if note is not None and not isinstance(note, str):
             raise InputFileError(
                 self.path,
-                f"note must be text, not {_json_type(note)}",
+                f"note must be text, not {json_type(note)}",
                 row=number,
                 field=NOTE,
                 value=note,
@@ -411,7 +412,8 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How an error message names the type of a value read from a row ("a number")."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -420,8 +422,8 @@ def _json_type(value: object) -> str:
         return "a number"
     if isinstance(value, str):
         return "a string"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "a list"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "an object"
     return type(value).__name__

@@ -22,6 +22,7 @@ import attrs
 from icdreward.codeset import CodeSet
 from icdreward.errors import InputFileError
 from icdreward.golds import gold_items
+from icdreward.inputs import json_type
 
 __all__ = [
     "DUPLICATE_ID",
@@ -157,7 +158,7 @@ class RowReader:
         if not isinstance(value, str):
             raise InputFileError(
                 self.path,
-                f"the note must be text, not {_kind(value)}",
+                f"the note must be text, not {json_type(value)}",
                 row=row,
                 field=field,
                 value=value,
@@ -168,7 +169,7 @@ class RowReader:
         if value is None:
             return ()
         try:
-            items = gold_items(value, _kind)
+            items = gold_items(value, json_type)
         except ValueError as exc:
             raise InputFileError(self.path, str(exc), row=row, field=field, value=value) from None
         codes: dict[str, None] = {}  # ordered and without repeats: the primary stays first
@@ -196,24 +197,8 @@ class RowReader:
             return "" if math.isnan(value) else str(int(value))
         raise InputFileError(
             self.path,
-            f"the id must be text or a whole number, not {_kind(value)}",
+            f"the id must be text or a whole number, not {json_type(value)}",
             row=row,
             field=field,
             value=value,
         )
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return type(value).__name__
