@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 import torch
@@ -12,6 +12,7 @@ from icdreward.codeset import load_codeset
 from icdreward.evaluation import (
     LEVEL_NAMES,
     UNKNOWN,
+    evaluate,
     evaluate_codes,
     extract_codes,
     scores,
@@ -223,3 +224,124 @@ def test_extract_codes_flags() -> None:
     assert p.codes == ("M5116", "", "", "", "")
     assert p.unparseable.tolist() == [False, True, True, False, False]
     assert p.invalid.tolist() == [False, False, False, True, True]
+
+
+def test_factorize_keeps_first_occurrence_order_on_every_path() -> None:
+    from icdreward.evaluation._evaluate import _factorize
+
+    rng = random.Random(4)
+    strings = [rng.choice(["E119", "M5116", "I10", "", "A00"]) for _ in range(500)]
+    for values in (
+        strings,  # Arrow, joined and split
+        [*strings, None],  # Arrow, with nulls
+        [*strings, "E1\x0019", "E1\x0019"],  # Arrow: a value holds the separator
+        [*strings, "E1\ud80019"],  # a dict: a lone surrogate is no UTF-8
+        [*strings, 42, b"E119"],  # a dict: not all str
+        [(s,) for s in strings],  # a dict: tuples
+    ):
+        distinct, rows = _factorize(values)
+        assert distinct == list(dict.fromkeys(values))
+        assert rows.dtype == torch.int64
+        assert [distinct[i] for i in rows.tolist()] == values
+    with pytest.raises(TypeError):
+        _factorize([["E119"], ["E119"]])
+
+
+def _spellings(code: str, rng: random.Random) -> str:
+    """One of the ways a code may be written (all normalize to ``code``)."""
+    dotted = code[:3] + "." + code[3:] if len(code) > 3 else code
+    return rng.choice([code, code.lower(), dotted, f" {dotted.lower()} "])
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+def test_duplicate_heavy_and_all_distinct_inputs_match_reference(distinct: bool) -> None:
+    rng = random.Random(11)
+    codes = sorted(CS.codes())
+    if distinct:  # every row its own gold and prediction strings
+        golds = rng.sample(codes, 400)
+        preds: list[object] = [
+            g if rng.random() < 0.3 else c
+            for g, c in zip(golds, rng.sample(codes, 400), strict=True)
+        ]
+    else:  # 5000 rows over 30 codes, each written several ways
+        pool = rng.sample(codes, 30)
+        golds = [_spellings(rng.choice(pool), rng) for _ in range(5000)]
+        preds = [
+            _spellings(CS.normalize(g), rng)
+            if rng.random() < 0.5
+            else _spellings(rng.choice(pool), rng)
+            for g in golds
+        ]
+        for i in range(0, 5000, 17):
+            preds[i] = rng.choice([None, "", "XYZ99", pool[0][:3] + "9ZZ"])
+    report = evaluate_codes(preds, golds, by_chapter=True)
+    check(report.levels, golds, preds)
+    assert report.n == len(golds)
+    assert report.unparseable == sum(1 for p in preds if not CS.normalize(p))
+    assert report.invalid == sum(
+        1 for p in preds if CS.normalize(p) and not CS.is_valid(CS.normalize(p))
+    )
+
+
+def test_every_input_form_gives_the_same_report_bit_for_bit() -> None:
+    # strings take Arrow's dictionary encoding, tuples a dict, lists one label per row
+    rng = random.Random(12)
+    pool = rng.sample(sorted(CS.codes()), 60)
+    golds = [rng.choice(pool) for _ in range(3000)]
+    preds: list[object] = [g if rng.random() < 0.4 else rng.choice(pool) for g in golds]
+    preds[::13] = [None] * len(preds[::13])
+    expected = evaluate_codes(preds, golds, bootstrap=30, seed=2, by_chapter=True).to_dict()
+    odd_preds = [b"M5116" if p is None else p for p in preds]  # bytes: unparseable too
+    for p, g in (
+        (preds, [(c, "E119") for c in golds]),
+        (preds, [[c] for c in golds]),
+        (odd_preds, golds),
+        (odd_preds, [[c] for c in golds]),
+    ):
+        assert evaluate_codes(p, g, bootstrap=30, seed=2, by_chapter=True).to_dict() == expected
+    extracted = extract_codes(preds, CS)
+    assert extracted.codes == extract_codes(odd_preds, CS).codes
+    assert evaluate(extracted, golds, bootstrap=30, seed=2, by_chapter=True).to_dict() == expected
+
+
+@pytest.mark.parametrize("wrap", [str, lambda c: [c] if c else []])  # Arrow; one label per row
+def test_first_gold_without_code_is_named(wrap: Callable[[str], object]) -> None:
+    golds = [wrap(c) for c in ["M5116", "E119", "", "M5116", ""]]
+    with pytest.raises(ValueError, match=r"^row 2: gold holds no code"):
+        evaluate_codes(["M5116"] * 5, golds)
+
+
+def test_bootstrap_is_bit_identical_to_counting_every_drawn_row() -> None:
+    from icdreward.evaluation._metrics import Counts, _macro
+
+    gen = torch.Generator().manual_seed(6)
+    n = 500
+    levels = []
+    for k in (3, 40, 300):  # k - 1 never gold (predicted only); k: invalid
+        gold = torch.randint(k - 1, (n,), generator=gen)
+        pred = torch.randint(k + 1, (n,), generator=gen)
+        pred = torch.where(torch.rand(n, generator=gen) < 0.4, gold, pred)
+        levels.append((gold, pred, k))
+    resamples, block = 23, 5
+    got = bootstrap_scores(levels, resamples, seed=9, max_elements=block * n)
+    # the direct way: bincount the class ids of every drawn row, per block of resamples
+    generator = torch.Generator().manual_seed(9)
+    expected: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = [([], []) for _ in levels]
+    for start in range(0, resamples, block):
+        r = min(block, resamples - start)
+        index = torch.randint(n, (r, n), generator=generator)
+        for (gold, pred, k), (f1s, accs) in zip(levels, expected, strict=True):
+            offset = (torch.arange(r) * (k + 1)).unsqueeze(1)
+            g, p = gold[index] + offset, pred[index] + offset
+            size = r * (k + 1)
+
+            def count(ids: torch.Tensor, r: int = r, k: int = k, size: int = size) -> torch.Tensor:
+                return torch.bincount(ids.reshape(-1), minlength=size).view(r, k + 1)[:, :k]
+
+            counts = Counts(tp=count(g[g == p]), gold=count(g), pred=count(p), n=n)
+            macro_f1, _, _, _, accuracy, _ = _macro(counts)
+            f1s.append(macro_f1)
+            accs.append(accuracy)
+    for (f1s, accs), (want_f1, want_acc) in zip(got, expected, strict=True):
+        assert torch.equal(f1s, torch.cat(want_f1))
+        assert torch.equal(accs, torch.cat(want_acc))

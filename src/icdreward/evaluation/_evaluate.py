@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from icdreward.codeset import CodeSet, load_codeset
@@ -32,6 +35,11 @@ UNKNOWN = "?"
 """Chapter and block label of a gold code whose category is not in the code set."""
 
 _PARSE_CHUNK = 4096
+
+_T = TypeVar("_T")
+
+_SEPARATOR = "\0"
+"""Joins strings for Arrow to split (a value holding it is caught by the count)."""
 
 
 @attrs.frozen(eq=False)
@@ -71,13 +79,28 @@ def extract_codes(values: Sequence[object], codeset: CodeSet) -> Predictions:
     A value that normalizes to ``""`` (``None``, ``""``, a number) is unparseable; a
     code missing from ``codeset`` is invalid.
     """
-    normalized = [codeset.normalize(v) for v in values]
+    codes, rows, unparseable, invalid = _extract(values, codeset)
+    per_row = np.array(codes, dtype=object)[rows.numpy()]  # a gather in C, not a loop
+    return Predictions(codes=tuple(per_row.tolist()), unparseable=unparseable, invalid=invalid)
+
+
+def _extract(
+    values: Sequence[object], codeset: CodeSet
+) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`extract_codes` as distinct codes and rows: per distinct value its code
+    (``""`` when none or invalid), per row the index of its value (``int64 [N]``), and
+    the unparseable and invalid flags (``bool [N]``)."""
+    try:
+        distinct, rows = _factorize(values)
+    except TypeError:  # an unhashable value: not a str, so it normalizes to "" as None does
+        distinct, rows = _factorize([v if isinstance(v, str) else None for v in values])
+    # normalized and validated once per distinct value; the rows take theirs by index
+    normalized = list(map(codeset.normalize, distinct))
     valid = codeset.validate_many(normalized)
-    codes = tuple(c if ok else "" for c, ok in zip(normalized, valid, strict=True))
-    empty = torch.tensor([not c for c in normalized], dtype=torch.bool)
-    return Predictions(
-        codes=codes, unparseable=empty, invalid=~empty & ~torch.tensor(valid, dtype=torch.bool)
-    )
+    codes = [c if ok else "" for c, ok in zip(normalized, valid, strict=True)]
+    empty = torch.tensor([not c for c in normalized], dtype=torch.bool)[rows]
+    invalid = ~empty & ~torch.tensor(valid, dtype=torch.bool)[rows]
+    return codes, rows, empty, invalid
 
 
 def parse_completions(completions: Sequence[object], parser: Parser) -> Predictions:
@@ -173,54 +196,146 @@ class EvalReport:
         return result
 
 
-def _primary(gold: object, codeset: CodeSet, row: int) -> str:
+def _factorize(values: Sequence[_T]) -> tuple[list[_T], torch.Tensor]:
+    """The distinct values in order of first occurrence, and per row the index of its
+    value (``int64 [N]``), so that per-value work is done once and per-row work in C.
+
+    Raises:
+        TypeError: a value is unhashable.
+    """
+    encoded = _factorize_strings(values)
+    if encoded is None:  # not all str or None: a dict finds the distinct values
+        position = dict.fromkeys(values)
+        position = dict(zip(position, range(len(position)), strict=True))
+        rows = np.fromiter(map(position.__getitem__, values), np.int64, count=len(values))
+        return list(position), torch.from_numpy(rows)
+    distinct, index = encoded
+    # Renumber in order of first occurrence (the order a dict gives): class ids follow
+    # it, and with them the order of the sums over classes, hence the last bit of the
+    # macro averages. Arrow keeps that order already, but does not promise it.
+    n, k = int(index.numel()), len(distinct)
+    first = torch.full((k,), n, dtype=torch.int64)
+    first.scatter_reduce_(0, index, torch.arange(n), reduce="amin")  # first row of each
+    is_first = torch.zeros(n, dtype=torch.bool)
+    is_first[first] = True
+    order = index[is_first]  # the distinct values by their first row (no sort: linear)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(k)
+    return [distinct[i] for i in order.tolist()], rank[index]
+
+
+def _factorize_strings(values: Sequence[_T]) -> tuple[list[_T], torch.Tensor] | None:
+    """:func:`_factorize` by Arrow's dictionary encoding (hashing in C: several times
+    faster than a dict on a million rows); ``None`` unless every value is a str or
+    ``None``."""
+    array = _string_array(values)
+    if array is None:
+        return None
+    encoded = array.dictionary_encode(null_encoding="encode")
+    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # writable
+    return cast(list[_T], encoded.dictionary.to_pylist()), torch.from_numpy(index)
+
+
+def _string_array(values: Sequence[object]) -> pa.Array[Any] | None:
+    """``values`` as an Arrow string array; ``None`` unless each is a str or ``None``."""
+    try:
+        joined = _SEPARATOR.join(cast(Sequence[str], values))
+    except TypeError:  # a None, or not a str at all
+        joined = None
+    if joined is not None:
+        # All str: one join and Arrow's split, twice as fast as converting each string
+        try:
+            text = pa.array([joined], pa.large_string())
+        except (pa.ArrowException, ValueError):  # lone surrogates: not UTF-8
+            return None
+        pieces = pc.split_pattern(text, _SEPARATOR).flatten()
+        if len(pieces) == len(values):  # else a value holds the separator itself
+            return pieces
+    try:
+        array = pa.array(cast(Any, values))  # inferred: pa.string() would take bytes as text
+    except (pa.ArrowException, TypeError, ValueError):  # other types, lone surrogates
+        return None
+    if not isinstance(array, pa.Array) or not (
+        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    ):  # bytes, all None, or chunked (over 2 GiB of text)
+        return None
+    return array
+
+
+def _primary(gold: object, codeset: CodeSet) -> str:
+    """The primary code of a gold label, ``""`` when it holds none."""
     if isinstance(gold, str):
         code = codeset.normalize(gold)
         if code.isalnum():  # one code: the common case, without the label parser
             return code
     codes = gold_codes(gold, codeset.normalize)
-    if not codes:
-        raise ValueError(f"row {row}: gold holds no code: {gold!r}")
-    return codes[0]
+    return codes[0] if codes else ""
+
+
+def _primary_codes(golds: Sequence[object], codeset: CodeSet) -> tuple[list[str], torch.Tensor]:
+    """Per distinct gold label its primary code, and per row the index of its label.
+
+    Raises:
+        ValueError: a gold label holds no code (the message names the first such row).
+    """
+    try:
+        distinct, rows = _factorize(golds)
+    except TypeError:  # unhashable labels (lists, arrays): each row is its own label
+        distinct, rows = list(golds), torch.arange(len(golds))
+    primary = [_primary(g, codeset) for g in distinct]
+    if not all(primary):
+        missing = torch.tensor([not p for p in primary], dtype=torch.bool)[rows]
+        row = int(missing.nonzero()[0])
+        raise ValueError(f"row {row}: gold holds no code: {golds[row]!r}")
+    return primary, rows
 
 
 def _encode(
-    predictions: Sequence[str], golds: Sequence[str], codeset: CodeSet
+    pred_codes: list[str], pred_rows: torch.Tensor, golds: Sequence[object], codeset: CodeSet
 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor, int]], list[list[str]]]:
     """Per level: (gold ids, predicted ids, number of classes) and the class labels.
 
-    Class ids are given to the labels of the distinct codes only, so the per-row work
-    is one dictionary lookup and tensor gathers.
+    Predictions come as distinct codes (``""``: none or invalid) and the index of each
+    row's code. Labels are computed for the distinct codes only; rows get their class
+    ids by tensor gathers.
+
+    Raises:
+        ValueError: a gold label holds no code.
     """
-    index: dict[str, int] = {}
-    add = index.setdefault
-    gold_rows = [add(c, len(index)) for c in golds]
-    pred_rows = [add(c, len(index)) if c else -1 for c in predictions]
-    vocabs: list[dict[str, int]] = [{} for _ in LEVEL_NAMES]
-    table: list[list[int]] = []
-    paths: dict[str, tuple[str, str]] = {}
-    for code in index:
-        category = code[:3]
-        path = paths.get(category)
-        if path is None:
-            found = codeset.hierarchy(category)
-            path = (found[0], found[1]) if len(found) >= 2 else (UNKNOWN, UNKNOWN)
-            paths[category] = path
-        labels = (path[0], path[1], category or UNKNOWN, code or UNKNOWN)
-        table.append([v.setdefault(label, len(v)) for v, label in zip(vocabs, labels, strict=True)])
-    sizes = [len(v) for v in vocabs]
-    # the last row is the invalid prediction: class id n_classes at every level
-    table.append(sizes)
-    lookup = torch.tensor(table, dtype=torch.int64).view(-1, len(LEVEL_NAMES))
-    gold_index = torch.tensor(gold_rows, dtype=torch.int64)
-    pred_index = torch.tensor(pred_rows, dtype=torch.int64)
-    gold_ids = lookup[gold_index]
-    pred_ids = lookup[pred_index]  # -1 picks the last row
-    levels = [
-        (gold_ids[:, k].contiguous(), pred_ids[:, k].contiguous(), sizes[k])
-        for k in range(len(LEVEL_NAMES))
+    gold_codes_, gold_rows = _primary_codes(golds, codeset)
+    # classes are numbered in order of first occurrence: in the golds, then predictions
+    index = dict.fromkeys(gold_codes_)
+    index.update(dict.fromkeys(c for c in pred_codes if c))
+    codes = list(index)  # the full-code classes; never "" (every gold has a code)
+    classes = dict(zip(codes, range(len(codes)), strict=True))
+    # and so at every level, by factorizing the labels of the codes in that order:
+    # their categories, then the chapter and block of each category
+    categories, category_of = _factorize([c[:3] for c in codes])
+    paths = [_category_path(c, codeset) for c in categories]
+    chapters, chapter_of = _factorize([chapter for chapter, _ in paths])
+    blocks, block_of = _factorize([block for _, block in paths])
+    per_level = [
+        (chapters, chapter_of[category_of]),
+        (blocks, block_of[category_of]),
+        (categories, category_of),
+        (codes, torch.arange(len(codes))),
     ]
-    return levels, [list(v) for v in vocabs]
+    gold_class = torch.tensor([classes[c] for c in gold_codes_], dtype=torch.int64)[gold_rows]
+    # -1: no valid prediction; it picks the last entry of every level's lookup below
+    pred_class = torch.tensor([classes[c] if c else -1 for c in pred_codes], dtype=torch.int64)
+    pred_class = pred_class[pred_rows]
+    levels = []
+    for labels, ids in per_level:
+        size = len(labels)
+        lookup = torch.cat([ids, torch.tensor([size])])  # size: the invalid prediction
+        levels.append((lookup[gold_class], lookup[pred_class], size))
+    return levels, [labels for labels, _ in per_level]
+
+
+def _category_path(category: str, codeset: CodeSet) -> tuple[str, str]:
+    """(chapter, block) of a category; ``("?", "?")`` when it is not in the code set."""
+    found = codeset.hierarchy(category)
+    return (found[0], found[1]) if len(found) >= 2 else (UNKNOWN, UNKNOWN)
 
 
 def evaluate(
@@ -242,40 +357,18 @@ def evaluate(
         ValueError: no rows, lengths differ, a gold label holds no code, or
             ``confidence`` is not in (0, 1).
     """
-    cs = codeset if codeset is not None else load_codeset()
-    n = len(predictions)
-    if n == 0:
-        raise ValueError("nothing to evaluate: no rows")
-    if len(golds) != n:
-        raise ValueError(f"{n} predictions but {len(golds)} gold labels")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
-    primary = [_primary(g, cs, i) for i, g in enumerate(golds)]
-    levels, labels = _encode(predictions.codes, primary, cs)
-    results = {
-        name: scores(gold, pred, size)
-        for name, (gold, pred, size) in zip(LEVEL_NAMES, levels, strict=True)
-    }
-    intervals: dict[str, dict[str, tuple[float, float]]] = {}
-    if bootstrap > 0:
-        tail = (1.0 - confidence) / 2.0
-        q = torch.tensor([tail, 1.0 - tail], dtype=torch.float64)
-        samples = bootstrap_scores(levels, bootstrap, seed=seed)
-        for name, (f1s, accs) in zip(LEVEL_NAMES, samples, strict=True):
-            f1_low, f1_high = torch.quantile(f1s, q).tolist()
-            acc_low, acc_high = torch.quantile(accs, q).tolist()
-            intervals[name] = {"macro_f1": (f1_low, f1_high), "accuracy": (acc_low, acc_high)}
-    chapters = _chapters(levels, labels[0], cs) if by_chapter else ()
-    return EvalReport(
-        n=n,
-        unparseable=int(predictions.unparseable.sum()),
-        invalid=int(predictions.invalid.sum()),
-        levels=results,
-        intervals=intervals,
-        bootstrap=max(bootstrap, 0),
+    codes, rows = _factorize(predictions.codes)
+    return _evaluate(
+        codes,
+        rows,
+        predictions.unparseable,
+        predictions.invalid,
+        golds,
+        codeset=codeset if codeset is not None else load_codeset(),
+        bootstrap=bootstrap,
         seed=seed,
         confidence=confidence,
-        chapters=chapters,
+        by_chapter=by_chapter,
     )
 
 
@@ -296,14 +389,68 @@ def evaluate_codes(
     (0.3333333333333333, 0.6666666666666666)
     """
     cs = codeset if codeset is not None else load_codeset()
-    return evaluate(
-        extract_codes(predictions, cs),
+    # extract_codes, kept as distinct codes: the per-row tuple of codes is not needed
+    codes, rows, unparseable, invalid = _extract(predictions, cs)
+    return _evaluate(
+        codes,
+        rows,
+        unparseable,
+        invalid,
         golds,
         codeset=cs,
         bootstrap=bootstrap,
         seed=seed,
         confidence=confidence,
         by_chapter=by_chapter,
+    )
+
+
+def _evaluate(
+    pred_codes: list[str],
+    pred_rows: torch.Tensor,
+    unparseable: torch.Tensor,
+    invalid: torch.Tensor,
+    golds: Sequence[object],
+    *,
+    codeset: CodeSet,
+    bootstrap: int,
+    seed: int,
+    confidence: float,
+    by_chapter: bool,
+) -> EvalReport:
+    """:func:`evaluate`, with the predicted codes given as by :func:`_extract`."""
+    n = int(pred_rows.numel())
+    if n == 0:
+        raise ValueError("nothing to evaluate: no rows")
+    if len(golds) != n:
+        raise ValueError(f"{n} predictions but {len(golds)} gold labels")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    levels, labels = _encode(pred_codes, pred_rows, golds, codeset)
+    results = {
+        name: scores(gold, pred, size)
+        for name, (gold, pred, size) in zip(LEVEL_NAMES, levels, strict=True)
+    }
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    if bootstrap > 0:
+        tail = (1.0 - confidence) / 2.0
+        q = torch.tensor([tail, 1.0 - tail], dtype=torch.float64)
+        samples = bootstrap_scores(levels, bootstrap, seed=seed)
+        for name, (f1s, accs) in zip(LEVEL_NAMES, samples, strict=True):
+            f1_low, f1_high = torch.quantile(f1s, q).tolist()
+            acc_low, acc_high = torch.quantile(accs, q).tolist()
+            intervals[name] = {"macro_f1": (f1_low, f1_high), "accuracy": (acc_low, acc_high)}
+    chapters = _chapters(levels, labels[0], codeset) if by_chapter else ()
+    return EvalReport(
+        n=n,
+        unparseable=int(unparseable.sum()),
+        invalid=int(invalid.sum()),
+        levels=results,
+        intervals=intervals,
+        bootstrap=max(bootstrap, 0),
+        seed=seed,
+        confidence=confidence,
+        chapters=chapters,
     )
 
 

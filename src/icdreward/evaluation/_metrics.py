@@ -123,22 +123,44 @@ def bootstrap_scores(
         return [(empty, empty) for _ in levels]
     generator = torch.Generator().manual_seed(seed)
     block = max(1, min(resamples, max_elements // n))
+    # Counts are added up in floating point, which is faster; exactly, as every partial
+    # sum is a whole number of at most n draws, below 2**24 (float32) or 2**53.
+    dtype = torch.float32 if n < 1 << 24 else torch.float64
+    # per level, the class each row adds to the true positives: its gold class when the
+    # prediction is right, else the invalid bin (dropped)
+    hit_ids = [torch.where(gold == pred, gold, n_classes) for gold, pred, n_classes in levels]
     done = 0
     while done < resamples:
         r = min(block, resamples - done)
         index = torch.randint(n, (r, n), generator=generator)
-        for (gold, pred, n_classes), (f1s, accs) in zip(levels, out, strict=True):
-            width = n_classes + 1
-            offset = (torch.arange(r) * width).unsqueeze(1)
-            g = gold[index] + offset
-            p = pred[index] + offset
-            hit = g == p
-            size = r * width
-            tp = torch.bincount(g[hit], minlength=size).view(r, width)[:, :n_classes]
-            gc = torch.bincount(g.view(-1), minlength=size).view(r, width)[:, :n_classes]
-            pc = torch.bincount(p.view(-1), minlength=size).view(r, width)[:, :n_classes]
-            macro_f1, _, _, _, accuracy, _ = _macro(Counts(tp=tp, gold=gc, pred=pc, n=n))
+        # draws[j, i]: how often row i is drawn in resample j, found once for all levels
+        draws = torch.empty((r, n), dtype=dtype)
+        for j, rows in enumerate(index):
+            draws[j] = torch.bincount(rows, minlength=n)
+        for (gold, pred, n_classes), hit, (f1s, accs) in zip(levels, hit_ids, out, strict=True):
+            counts = Counts(
+                tp=_resampled_counts(hit, draws, n_classes),
+                gold=_resampled_counts(gold, draws, n_classes),
+                pred=_resampled_counts(pred, draws, n_classes),
+                n=n,
+            )
+            macro_f1, _, _, _, accuracy, _ = _macro(counts)
             f1s.append(macro_f1)
             accs.append(accuracy)
         done += r
     return [(torch.cat(f1s), torch.cat(accs)) for f1s, accs in out]
+
+
+def _resampled_counts(ids: torch.Tensor, draws: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``int64 [R, n_classes]``: per resample, the drawn rows of each class.
+
+    ``ids`` holds each row's class (``n_classes``: counted nowhere) and ``draws`` ``[R,
+    N]`` how often each row is drawn. Adding each row's draws to its class is one pass
+    over ``R x N`` counts, contiguous, where counting every drawn row (a ``bincount`` of
+    the resampled ids) scatters ``R x N`` increments, for every level.
+    """
+    counts = torch.zeros(draws.shape[0], n_classes + 1, dtype=draws.dtype)
+    counts.index_add_(1, ids, draws)
+    # resamples first, contiguous: the layout whose sums over classes (in _macro) add
+    # in the order they always have, so the intervals stay the same to the last bit
+    return counts.long()[:, :n_classes]
