@@ -36,15 +36,14 @@ class ExactReward(Reward):
 
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         p: ExactParams = self.params
-        pred = batch.pred_key
-        valid = pred != 0
-        equal = (pred.unsqueeze(1) == batch.gold_keys) & valid.unsqueeze(1)  # [B, G]
-        primary = equal[:, 0]
+        pred, golds = batch.pred_key, batch.gold_keys
+        # Rows without a valid code get ``invalid`` at the end, whatever they matched.
+        primary = pred == golds[:, 0]
         out = torch.where(primary, p.match, p.no_match)
         if batch.max_golds > 1:
-            secondary = equal[:, 1:].any(dim=1) & ~primary
+            secondary = (pred.unsqueeze(1) == golds[:, 1:]).any(dim=1) & ~primary
             out = torch.where(secondary, p.secondary_match, out)
-        return torch.where(valid, out, p.invalid)
+        return torch.where(pred != 0, out, p.invalid)
 
 
 @hookimpl

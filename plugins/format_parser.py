@@ -1,10 +1,11 @@
 """Built-in plugin: the ``<think>…</think><diagnosis>…</diagnosis>`` parser and format reward.
 
 The parser scans each completion with a fixed number of forward ``str.find`` and
-``str.count`` passes, so it is linear in the input size whatever the input holds
-(runs of newlines, thousands of unclosed tags, megabytes of text). Everything a
-reward needs (trace, diagnosis, normalized code, flags, spans) is extracted here,
-once per batch.
+``str.count`` passes (and one regular expression that cannot backtrack), so it is linear
+in the input size whatever the input holds (runs of newlines, thousands of unclosed
+tags, megabytes of text). Everything a reward needs (trace, diagnosis, normalized code,
+flags, spans) is found here, once per batch; the traces are sliced out of the texts only
+if a reward reads them.
 """
 
 from __future__ import annotations
@@ -38,19 +39,37 @@ _CODE_SEARCH_CHARS = 512
 _FREE_TEXT_CHARS = 300
 _N_FEATURES = len(Feature)
 _HOPS = 8
+_STRIP_STEPS = 4
 _MEMO_SIZE = 65_536
 _MEMO_KEY_CHARS = 64
 # Bounds on the Python-level steps of pair matching, so that text made of thousands of
 # tags (a degenerate policy) costs a fixed amount; normal text takes one or two steps.
 _MAX_PAIR_STEPS = 256
 _WHITESPACE = re.compile(r"\s*")
+# What follows the trace of a well-formed completion: ``</think>``, whitespace, a diagnosis
+# block without ``<`` in it, whitespace. Matching it in one call costs less than the
+# finds and comparisons it stands for; a diagnosis holding a ``<`` is left to the general
+# path. Linear: each repeat is of one class of character, and the next part of the
+# pattern starts with a character outside it.
+_WELL_FORMED_END = re.compile(r"</think>\s*<diagnosis>([^<]*)</diagnosis>\s*\Z")
 # (candidate, code, found, valid, known, from free text)
 _Code = tuple[str, str, bool, bool, bool, bool]
 _NO_CODE: _Code = ("", "", False, False, False, False)
-# (think, diagnosis, candidate, code, the feature row packed as int32)
-_Parsed = tuple[str, str, str, str, bytes]
+# (start and end of the stripped think trace, diagnosis, candidate, code, the feature row
+# packed as int32)
+_Parsed = tuple[int, int, str, str, str, bytes]
 # Packing each row straight into bytes is several times cheaper than growing an array.
 _pack = struct.Struct(f"={_N_FEATURES}i").pack
+# The fast path packs a row in two parts: the features up to THINK_START, memoized with
+# the ending of the completion, and the five spans and lengths after them.
+_SPANS = _N_FEATURES - Feature.THINK_END
+_pack_head = struct.Struct(f"={_N_FEATURES - _SPANS}i").pack
+_pack_spans = struct.Struct(f"={_SPANS}i").pack
+# What the fast path reads from the end of a completion (from its first "<" on):
+# (diagnosis, candidate, code, the packed head of the row, and the offsets of
+# <diagnosis> and </diagnosis> from that "<").
+_Ending = tuple[str, str, str, bytes, int, int]
+_ENDING_CHARS = 2 * _MEMO_KEY_CHARS
 
 
 @attrs.frozen
@@ -160,6 +179,23 @@ def _count_pairs(text: str, start: int) -> int:
     return count
 
 
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span of ``text[start:end].strip()`` in ``text``, found without copying the text
+    (a parser that kept a copy of every trace of a batch would spend more on that than on
+    all the rest)."""
+    if start < end and text[start].isspace():
+        spaces = _WHITESPACE.match(text, start, end)
+        start = spaces.end() if spaces else start
+    # Whitespace before a closing tag is a newline or two: step back over a few
+    # characters, and let rstrip measure a longer run.
+    stop = end - _STRIP_STEPS
+    while end > start and text[end - 1].isspace():
+        end -= 1
+        if end == stop:
+            return start, start + len(text[start:end].rstrip())
+    return start, end
+
+
 def _nonspace(text: str, start: int, end: int) -> int:
     if end <= start:
         return 0
@@ -186,6 +222,7 @@ class TagParser(Parser):
         self._shape = _CODE_SHAPE.fullmatch
         self._validate_codeset = params.validate == "codeset"
         self._memo: dict[str, _Code] = {}
+        self._endings: dict[str, _Ending | None] = {}
 
     def parse(self, completions: Sequence[object]) -> ParsedBatch:
         """Parse every completion; never raises on any input."""
@@ -211,14 +248,16 @@ class TagParser(Parser):
             empty: tuple[str, ...] = ()
             features = torch.zeros(0, _N_FEATURES, dtype=torch.int32)
             return ParsedBatch(empty, empty, empty, empty, empty, features)
-        think, diagnosis, candidates, codes, feats = zip(*rows, strict=True)
+        starts, ends, diagnosis, candidates, codes, feats = zip(*rows, strict=True)
         return ParsedBatch(
             texts=tuple(texts),
-            think=think,
+            think=None,  # sliced out of the texts if a reward reads it
+            think_spans=(starts, ends),
             diagnosis=diagnosis,
             candidates=candidates,
             codes=codes,
-            features=torch.frombuffer(bytearray(b"".join(feats)), dtype=torch.int32).reshape(
+            # bytearray.join builds the writable buffer frombuffer wants in one copy.
+            features=torch.frombuffer(bytearray().join(feats), dtype=torch.int32).reshape(
                 n, _N_FEATURES
             ),
         )
@@ -228,31 +267,45 @@ class TagParser(Parser):
         prefilled ``<think>``, with no ``<`` in the trace. None when it does not apply; the
         result is then exactly what :meth:`_parse_any` returns for the same text."""
         t1 = text.find("<")
-        if t1 <= 0 or not text.startswith(_THINK_END, t1):
+        if t1 <= 0:
             return None
-        d0 = t1 + 8
-        if not text.startswith(_DIAG, d0):
-            d0 = text.find("<", d0)
-            if d0 < 0 or not text.startswith(_DIAG, d0) or not text[t1 + 8 : d0].isspace():
-                return None
-        # The first </diagnosis> after the opening tag, as _parse_any finds it; what is
-        # left of the text is short, so a plain find is cheap here.
-        d1 = text.find(_DIAG_END, d0 + 11)
-        if d1 < 0:
+        # What follows the trace is the same few diagnoses in the same layout, batch
+        # after batch: each distinct ending is read once.
+        if len(text) - t1 <= _ENDING_CHARS:
+            ending = text[t1:]
+            try:
+                known = self._endings[ending]
+            except KeyError:
+                known = self._ending_of(ending, 0)
+                if len(self._endings) >= _MEMO_SIZE:
+                    self._endings.clear()
+                self._endings[ending] = known
+        else:
+            known = self._ending_of(text, t1)
+        if known is None:
             return None
-        length = len(text)
-        if d1 + 12 != length and not text[d1 + 12 :].isspace():
+        diagnosis, candidate, code, head, d0, d1 = known
+        start, end = _strip_span(text, 0, t1)
+        spans = _pack_spans(t1, t1 + d0, t1 + d1, len(text), end - start)
+        return start, end, diagnosis, candidate, code, head + spans
+
+    def _ending_of(self, text: str, t1: int) -> _Ending | None:
+        """The fast path's reading of ``text`` from its first ``<`` (at ``t1``) on, or None
+        when that is not ``</think>``, whitespace, one diagnosis block, whitespace. The
+        head of the row (the features up to THINK_START) depends on nothing else."""
+        end_match = _WELL_FORMED_END.match(text, t1)
+        if end_match is None:
             return None
-        diagnosis = text[d0 + 11 : d1].strip()
+        # The block is what _parse_any reads: the diagnosis holds no "<", so its first
+        # "</diagnosis>" is the one matched.
+        content, d1 = end_match.span(1)
+        diagnosis = text[content:d1].strip()
         if not diagnosis:
             return None
-        think = text[:t1].strip()
         candidate, code, found, valid, known, free = self._code_of(diagnosis)
-        return (
-            think, diagnosis, candidate, code,
-            _pack(False, False, True, True, True, True, True, found, valid, known, free,
-                  0, 0, 0, t1, d0, d1, length, len(think)),
-        )  # fmt: skip
+        head = _pack_head(False, False, True, True, True, True, True, found, valid, known, free,
+                          0, 0, 0)  # fmt: skip
+        return diagnosis, candidate, code, head, content - 11 - t1, d1 - t1
 
     def _parse_any(self, text: str, bad_type: bool) -> _Parsed:
         p = self.params
@@ -279,10 +332,10 @@ class TagParser(Parser):
             d1 = _find(text, _DIAG_END, d0 + 11) if d0 >= 0 else -1
         if t0 >= 0 and not (p.mode == "pair" and d1 < 0):
             think_end = t1 if t1 >= 0 else (d0 if d0 >= 0 else length)
-            think = text[body:think_end].strip()
+            start, end = _strip_span(text, body, think_end)
         else:
             think_end = t1
-            think = ""
+            start = end = 0
 
         if d1 >= 0:
             diag_end = d1
@@ -317,14 +370,15 @@ class TagParser(Parser):
             candidate, code, found, valid, known, free = _NO_CODE
 
         return (
-            think,
+            start,
+            end,
             diagnosis,
             candidate,
             code,
             _pack(
                 empty, bad_type, t0 >= 0, t1 >= 0, d0 >= 0, d1 >= 0, well_formed,
                 found, valid, known, free, extra, outside, t0, think_end, d0, diag_end, length,
-                len(think),
+                end - start,
             ),
         )  # fmt: skip
 
@@ -409,17 +463,22 @@ class FormatReward(Reward):
         p: FormatParams = self.params
         f = batch.parsed.features
         empty = f[:, Feature.EMPTY].bool()
-        well = f[:, Feature.WELL_FORMED].bool() & ~empty
         out = torch.where(empty, p.empty, 0.0)
+        # Only the terms that are switched on are computed (each is a few tensor
+        # operations, which cost more than their arithmetic on a batch).
+        if p.well_formed or p.malformed or p.outside_text:
+            nonempty = ~empty
+        if p.well_formed or p.malformed:
+            well = f[:, Feature.WELL_FORMED].bool() & nonempty
         if p.well_formed:
             out += well.float() * p.well_formed
         if p.malformed:
-            out += (~well & ~empty).float() * p.malformed
+            out += (~well & nonempty).float() * p.malformed
         if p.extra_block:
             extra = f[:, Feature.EXTRA_BLOCKS].clamp(max=p.max_extra_blocks)
             out += extra.float() * p.extra_block
         if p.outside_text:
-            out += ((f[:, Feature.OUTSIDE_CHARS] > 0) & ~empty).float() * p.outside_text
+            out += ((f[:, Feature.OUTSIDE_CHARS] > 0) & nonempty).float() * p.outside_text
         return out
 
 

@@ -17,7 +17,9 @@ Two modes:
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any, Literal
 
 import attrs
@@ -40,6 +42,14 @@ _LEVEL_COLUMNS = {
     "sub6": LEVELS.index("sub6"),
 }
 _DEFAULT_CREDIT = {"chapter": 0.1, "block": 0.2, "category": 0.5, "subcategory": 0.7, "full": 1.0}
+_MEMO_SIZE = 65_536
+_MEMO_KEY_CHARS = 128
+
+
+def _chars_of(key: tuple[Any, ...]) -> int:
+    """Characters in a memo key's predicted code and gold code(s)."""
+    code, golds = key[0], key[1]
+    return len(code) + (len(golds) if isinstance(golds, str) else sum(map(len, golds)))
 
 
 def _check_credit(_: Any, attribute: Any, value: Mapping[str, float]) -> None:
@@ -92,11 +102,41 @@ class HierarchyReward(Reward):
             dtype=torch.float32,
         )
         self._full = float(credit.get("full", 0.0))
+        self._memo: dict[tuple[Any, ...], float] = {}
 
     def score(self, batch: ScoringBatch) -> torch.Tensor:
-        if self.params.mode == "prefix":
-            return self._prefix(batch)
-        return self._levels(batch)
+        # A sample's value depends on its predicted code and its gold codes alone (in
+        # levels mode also on whether the code came from free text, and on the batch's
+        # number of gold slots), and the same few combinations come back batch after
+        # batch (a GRPO group shares its golds, a model its favourite codes): look them
+        # up, and run the formula (some twenty tensor operations, and hierarchy lookups
+        # per code) only for a batch holding a combination not seen before.
+        p: HierarchyParams = self.params
+        keys: list[tuple[Any, ...]]
+        if p.mode == "prefix":
+            keys = list(zip(batch.parsed.codes, batch.primary_golds, strict=True))
+        else:
+            free = (
+                batch.parsed.feature(Feature.FROM_FREE_TEXT).tolist()
+                if p.free_text != 1.0
+                else repeat(0)
+            )
+            keys = list(zip(batch.parsed.codes, batch.golds, free, repeat(batch.max_golds)))
+        get = self._memo.get
+        values = [get(key) for key in keys]
+        if values and None not in values:
+            # float32 values, stored as the floats tolist() gave: the same bits come back.
+            return torch.frombuffer(array("f", values), dtype=torch.float32)
+        out = self._prefix(batch) if p.mode == "prefix" else self._levels(batch)
+        if len(self._memo) + len(keys) > _MEMO_SIZE:
+            self._memo.clear()
+        # Long texts (rare) would make the memo hold megabytes.
+        self._memo.update(
+            (key, value)
+            for key, value in zip(keys, out.tolist(), strict=True)
+            if _chars_of(key) <= _MEMO_KEY_CHARS
+        )
+        return out
 
     def _levels(self, batch: ScoringBatch) -> torch.Tensor:
         p: HierarchyParams = self.params
@@ -119,13 +159,15 @@ class HierarchyReward(Reward):
     def _prefix(self, batch: ScoringBatch) -> torch.Tensor:
         p: HierarchyParams = self.params
         pred, gold = batch.pred_key, batch.gold_keys[:, 0]
-        same = batch.pred_chars == batch.primary_gold_chars  # [B, W]; padding equals padding
+        gold_chars = batch.primary_gold_chars
+        differ = batch.pred_chars != gold_chars  # [B, W]; padding equals padding
         # Characters shared before the first difference; keys that differ differ in a
         # character, so argmax finds it (equal keys are the exact match, handled below).
-        common = (~same).to(torch.uint8).argmax(dim=1).to(torch.float32)
-        length = (batch.primary_gold_chars != 0).sum(dim=1).to(torch.float32)
+        # (A bool tensor viewed as uint8 is its 0/1 bytes, without a copy.)
+        common = differ.view(torch.uint8).argmax(dim=1).to(torch.float32)
+        length = (gold_chars != 0).sum(dim=1).to(torch.float32)
         partial = p.scale * (common / length.clamp(min=1) + (common - 2).clamp(min=0))
-        out = torch.where(same[:, 0] & (gold != 0), partial, p.mismatch)
+        out = torch.where(~differ[:, 0] & (gold != 0), partial, p.mismatch)
         out = torch.where(pred == gold, p.scale * length, out)
         return torch.where(pred != 0, out, p.invalid)
 

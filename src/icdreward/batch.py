@@ -74,21 +74,55 @@ class ParsedBatch:
         texts: the completions as text (non-text completions become ``""``). A
             prefilled ``<think>`` is not part of the text: such a think block starts
             at offset 0 with a zero-length opening tag.
-        think: the first think trace (stripped), ``""`` when there is none.
+        think: the first think trace (stripped), ``""`` when there is none. A parser
+            may pass None and ``think_spans`` instead.
         diagnosis: the content of the first diagnosis block (stripped).
         candidates: the normalized code candidate taken from the diagnosis, valid
             or not (``""`` when nothing code-like was found).
         codes: the normalized predicted code, ``""`` unless it is valid; this is
             what outcome rewards compare with the gold codes.
         features: ``int32`` tensor ``[B, len(Feature)]`` of flags, counts and spans.
+        think_spans: with ``think=None``: the ``(starts, ends)`` of the traces in
+            ``texts``; :attr:`think` slices them out when it is first read. Most rewards
+            never read the traces, and copying every trace of a batch (kilobytes each,
+            all kept until the batch is dropped) costs a parser more than finding them.
     """
 
     texts: tuple[str, ...]
-    think: tuple[str, ...]
+    _think: tuple[str, ...] | None = attrs.field(alias="think", repr=False)
     diagnosis: tuple[str, ...]
     candidates: tuple[str, ...]
     codes: tuple[str, ...]
     features: torch.Tensor
+    _think_spans: tuple[Sequence[int], Sequence[int]] | None = attrs.field(
+        default=None, kw_only=True, alias="think_spans", repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self._think is None and self._think_spans is None:
+            raise ValueError("ParsedBatch needs think or think_spans")
+
+    @property
+    def think(self) -> tuple[str, ...]:
+        """The first think trace of each sample (stripped), ``""`` when there is none."""
+        think = self._think
+        if think is None:
+            sources, starts, ends = self.think_slices()
+            think = tuple([text[a:b] for text, a, b in zip(sources, starts, ends, strict=True)])
+            object.__setattr__(self, "_think", think)  # computed once (frozen otherwise)
+        return think
+
+    def think_slices(self) -> tuple[Sequence[str], Sequence[int], Sequence[int]]:
+        """``(sources, starts, ends)`` such that ``think[i] == sources[i][starts[i]:ends[i]]``.
+
+        For a reward that reads each trace once: slicing the part it reads, one sample
+        at a time, spares it (and the parser) a kept copy of every trace.
+        """
+        if self._think is None and self._think_spans is not None:
+            starts, ends = self._think_spans
+            return self.texts, starts, ends
+        think = self.think
+        return think, (0,) * len(think), tuple(map(len, think))
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -114,9 +148,17 @@ class ParsedBatch:
     def subset(self, index: Sequence[int]) -> ParsedBatch:
         """The rows ``index`` of this batch, in that order."""
         idx = list(index)
+        think: tuple[str, ...] | None = None
+        spans = None
+        if self._think is None and self._think_spans is not None:
+            starts, ends = self._think_spans  # still not sliced: leave it so
+            spans = (tuple(starts[i] for i in idx), tuple(ends[i] for i in idx))
+        else:
+            think = tuple(self.think[i] for i in idx)
         return ParsedBatch(
             texts=tuple(self.texts[i] for i in idx),
-            think=tuple(self.think[i] for i in idx),
+            think=think,
+            think_spans=spans,
             diagnosis=tuple(self.diagnosis[i] for i in idx),
             candidates=tuple(self.candidates[i] for i in idx),
             codes=tuple(self.codes[i] for i in idx),
@@ -213,7 +255,7 @@ class ScoringBatch:
     @cached_property
     def primary_gold_chars(self) -> torch.Tensor:
         """``uint8 [B, W]``: the primary gold codes' characters."""
-        return self.gold_chars[:, 0]
+        return _chars(self.gold_keys[:, 0])  # without building every gold's characters
 
     @cached_property
     def pred_levels(self) -> torch.Tensor:

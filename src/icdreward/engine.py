@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import math
 import threading
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
@@ -393,22 +394,31 @@ class RewardEngine:
         # Work on the stacked [B, K] matrix: a handful of tensor operations per batch,
         # whatever the number of components (a configuration has at least one).
         matrix = torch.stack([o.values for o in outcomes], dim=1)
-        failed = torch.stack([o.failed for o in outcomes], dim=1)
-        finite = torch.isfinite(matrix)
-        if not bool(finite.all()):
-            outcomes = [_non_finite(o, finite[:, k]) for k, o in enumerate(outcomes)]
-            matrix = torch.where(finite, matrix, 0.0)
-            failed = torch.stack([o.failed for o in outcomes], dim=1)
-        included = torch.ones_like(failed)
-        if bool(failed.any()):
-            for k in failed.any(dim=0).nonzero().flatten().tolist():
-                self._apply_policy(self._bound[k], outcomes[k], matrix[:, k], included[:, k])
-            total = (matrix * included) @ self._weights
-        else:
+        # A NaN or an infinity anywhere makes the sum non-finite: one reduction tells that
+        # a batch is clean (a sum that overflows only sends it through the full check).
+        if not math.isfinite(float(matrix.sum())):
+            finite = torch.isfinite(matrix)
+            if not bool(finite.all()):
+                outcomes = [_non_finite(o, finite[:, k]) for k, o in enumerate(outcomes)]
+                matrix = torch.where(finite, matrix, 0.0)
+        no_failures = _no_failures(size)
+        if all(o.failed is no_failures for o in outcomes):
+            # Every component returned plain values: nothing failed, nothing to stack.
+            failed = torch.zeros(size, len(outcomes), dtype=torch.bool)
+            included = torch.ones(size, len(outcomes), dtype=torch.bool)
             total = matrix @ self._weights
+        else:
+            failed = torch.stack([o.failed for o in outcomes], dim=1)
+            included = torch.ones_like(failed)
+            if bool(failed.any()):
+                for k in failed.any(dim=0).nonzero().flatten().tolist():
+                    self._apply_policy(self._bound[k], outcomes[k], matrix[:, k], included[:, k])
+                total = (matrix * included) @ self._weights
+            else:
+                total = matrix @ self._weights
         # Last line of defence: a trainer must never receive NaN or inf.
         total = torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
-        gold_missing = ~batch.gold_mask[:, 0]
+        gold_missing = batch.gold_keys[:, 0] == 0  # the primary gold slot is empty
         if bool(gold_missing.any()):
             log.warning(
                 "%d of %d samples have no readable gold code; they score as wrong answers",
@@ -523,6 +533,13 @@ def _reason(exc: BaseException) -> str:
 def _cpu(values: Any, dtype: torch.dtype) -> torch.Tensor:
     """A flat CPU tensor of ``dtype``, detached: a model-based reward may compute on a GPU."""
     if isinstance(values, torch.Tensor):
+        if (
+            values.dtype is dtype
+            and values.dim() == 1
+            and values.is_cpu
+            and not values.requires_grad
+        ):
+            return values  # what rule-based rewards return: the three calls below change nothing
         return values.detach().to("cpu", dtype).reshape(-1)
     return torch.as_tensor(values, dtype=dtype).reshape(-1)
 
