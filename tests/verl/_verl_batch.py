@@ -28,15 +28,7 @@ def rollout_batch(
     The completion is tokenized and closed with EOS (as a finished generation is);
     ``response_length`` pads every response to that width (default: the longest).
     """
-    prompt_ids = [
-        tokenizer.apply_chat_template(
-            build_messages(s["note"], prefill_think=False),
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=False,
-        )
-        for s in samples
-    ]
+    prompt_ids = [_prompt_ids(tokenizer, s["note"]) for s in samples]
     response_ids = [
         [*tokenizer.encode(s["completion"], add_special_tokens=False), tokenizer.eos_token_id]
         for s in samples
@@ -55,17 +47,11 @@ def rollout_batch(
         mask[i, prompt_width - len(p) : prompt_width + len(r)] = 1
     input_ids = torch.cat([prompts, responses], dim=1)
     position_ids = torch.clamp(torch.cumsum(mask, dim=1) - 1, min=0)
-    non_tensors = {
-        "data_source": np.array(["icdreward/icd10cm"] * size, dtype=object),
-        "reward_model": np.array(
-            [{"style": "rule", "ground_truth": _codes(s["gold"])} for s in samples], dtype=object
-        ),
-        "extra_info": np.array(
-            [{"split": "train", "index": i, "note": s["note"]} for i, s in enumerate(samples)],
-            dtype=object,
-        ),
-        "uid": np.array([str(s.get("group", i)) for i, s in enumerate(samples)], dtype=object),
-    }
+    rows = [_row(s, i) for i, s in enumerate(samples)]
+    non_tensors = {key: np.array([r[key] for r in rows], dtype=object) for key in rows[0]}
+    non_tensors["uid"] = np.array(
+        [str(s.get("group", i)) for i, s in enumerate(samples)], dtype=object
+    )
     return DataProto.from_dict(
         tensors={
             "prompts": prompts,
@@ -85,23 +71,13 @@ def agent_loop_request(tokenizer: Any, sample: dict[str, Any]) -> DataProto:
     response ids without EOS, an all-ones attention mask) and the dataset row's fields
     as numpy arrays of one element.
     """
-    prompt = tokenizer.apply_chat_template(
-        build_messages(sample["note"], prefill_think=False),
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=False,
-    )
+    prompt = _prompt_ids(tokenizer, sample["note"])
     response = tokenizer.encode(sample["completion"], add_special_tokens=False)
     prompts = torch.tensor([prompt], dtype=torch.int64)
     responses = torch.tensor([response], dtype=torch.int64)
     input_ids = torch.cat([prompts, responses], dim=1)
     mask = torch.ones_like(input_ids)
-    row = {
-        "data_source": "icdreward/icd10cm",
-        "reward_model": {"style": "rule", "ground_truth": _codes(sample["gold"])},
-        "extra_info": {"split": "train", "index": 0, "note": sample["note"]},
-    }
-    non_tensors = {key: np.array([value]) for key, value in row.items()}
+    non_tensors = {key: np.array([value]) for key, value in _row(sample, 0).items()}
     non_tensors["__num_turns__"] = np.array([2])
     non_tensors["tool_extra_fields"] = np.array([{}], dtype=object)
     return DataProto.from_dict(
@@ -121,6 +97,27 @@ def valid_lengths(batch: DataProto) -> torch.Tensor:
     prompt_width = batch.batch["prompts"].shape[1]
     lengths: torch.Tensor = batch.batch["attention_mask"][:, prompt_width:].sum(dim=1)
     return lengths
+
+
+def _prompt_ids(tokenizer: Any, note: str) -> list[int]:
+    # As verl renders a prompt of the prepared data: the user turn, then a new
+    # assistant turn (add_generation_prompt=True).
+    ids: list[int] = tokenizer.apply_chat_template(
+        build_messages(note, prefill_think=False),
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+    return ids
+
+
+def _row(sample: dict[str, Any], index: int) -> dict[str, Any]:
+    """The non-tensor fields of a prepared training row for ``sample``."""
+    return {
+        "data_source": "icdreward/icd10cm",
+        "reward_model": {"style": "rule", "ground_truth": _codes(sample["gold"])},
+        "extra_info": {"split": "train", "index": index, "note": sample["note"]},
+    }
 
 
 def _codes(gold: Any) -> np.ndarray:

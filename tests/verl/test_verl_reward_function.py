@@ -94,7 +94,7 @@ def test_settings_errors_name_the_field_and_value(tmp_path: Path) -> None:
         compute_score("x", "", "M5116", preset="nope")
     config = tmp_path / "rewards.toml"
     config.write_text('preset = "default"\n')
-    with pytest.raises(ConfigError, match="either preset or config"):
+    with pytest.raises(ConfigError, match=r"either preset \('default'\) or config, not both"):
         compute_score("x", "", "M5116", preset="default", config=str(config))
     with pytest.raises(ConfigError, match=rf"{tmp_path / 'missing.toml'}.*cannot read"):
         compute_score("x", "", "M5116", config=str(tmp_path / "missing.toml"))

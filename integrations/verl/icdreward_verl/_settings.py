@@ -20,7 +20,14 @@ from icdreward.config import load_config, merge_config, read_config_file
 from icdreward.engine import RewardEngine
 from icdreward.errors import ConfigError
 
-__all__ = ["DEFAULT_PRESET", "VERL_KEYS", "RewardSettings", "build_engine", "shared_engine"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "VERL_KEYS",
+    "RewardSettings",
+    "build_engine",
+    "settings_conflict",
+    "shared_engine",
+]
 
 DEFAULT_PRESET = "deepicd-r1"
 """The preset used when neither ``preset`` nor ``config`` is given: the published reward."""
@@ -85,17 +92,11 @@ class RewardSettings:
         """
         table = {str(k): _plain(v) for k, v in kwargs.items() if k not in VERL_KEYS}
         settings: RewardSettings = structure_params(cls, table, source=source, field="")
-        if settings.preset is not None and settings.config is not None:
-            raise ConfigError(
-                source,
-                "config",
-                settings.config,
-                "give either preset or config, not both (a config file may name its preset)",
-            )
-        if (settings.judge_base_url is None) != (settings.judge_model is None):
-            given = "judge_base_url" if settings.judge_model is None else "judge_model"
-            missing = "judge_model" if given == "judge_base_url" else "judge_base_url"
-            raise ConfigError(source, missing, None, f"{given} is set, so {missing} is needed")
+        problem = settings_conflict(
+            settings.preset, settings.config, settings.judge_base_url, settings.judge_model
+        )
+        if problem is not None:
+            raise ConfigError(source, *problem)
         return settings
 
     def engine_config(self) -> dict[str, Any]:
@@ -137,6 +138,34 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def settings_conflict(
+    preset: str | None,
+    config: str | None,
+    judge_base_url: str | None,
+    judge_model: str | None,
+) -> tuple[str, Any, str] | None:
+    """The first settings that do not go together, as ``(field, value, message)``.
+
+    Shared by :class:`RewardSettings` and the recipe's options, so that both refuse
+    the same combinations with the same words.
+    """
+    if preset is not None and config is not None:
+        return (
+            "config",
+            config,
+            f"give either preset ({preset!r}) or config, not both "
+            "(a reward configuration file may name its preset itself)",
+        )
+    if (judge_base_url is None) != (judge_model is None):
+        given, missing = (
+            ("judge_base_url", "judge_model")
+            if judge_model is None
+            else ("judge_model", "judge_base_url")
+        )
+        return missing, None, f"{given} is set, so {missing} is needed too"
+    return None
 
 
 _engines: dict[RewardSettings, RewardEngine] = {}

@@ -85,7 +85,7 @@ from icdreward_verl._recipe_compose import RecipeError, compose
 from icdreward_verl._recipe_hydra import HydraValue, override
 from icdreward_verl._recipe_preflight import preflight
 from icdreward_verl._recipe_report import report, shell_lines
-from icdreward_verl._settings import DEFAULT_PRESET
+from icdreward_verl._settings import DEFAULT_PRESET, settings_conflict
 
 __all__ = [
     "CARD_SETTINGS",
@@ -240,13 +240,9 @@ class RecipeOptions:
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.preset is not None and self.config is not None:
-            raise fields.fail(
-                "config",
-                self.config,
-                f"give either preset ({self.preset!r}) or config, not both "
-                "(a reward configuration file may name its preset itself)",
-            )
+        problem = settings_conflict(self.preset, self.config, self.judge_base_url, self.judge_model)
+        if problem is not None:
+            raise fields.fail(*problem)
         if self.preset is not None:
             from icdreward.presets import available_presets
 
@@ -255,13 +251,6 @@ class RecipeOptions:
                 raise fields.fail(
                     "preset", self.preset, f"unknown reward preset (available: {names})"
                 )
-        if (self.judge_base_url is None) != (self.judge_model is None):
-            given, missing = (
-                ("judge_base_url", "judge_model")
-                if self.judge_model is None
-                else ("judge_model", "judge_base_url")
-            )
-            raise fields.fail(missing, None, f"{given} is set, so {missing} is needed too")
         if self.judge_base_url is not None and not self.judge_base_url.startswith(
             ("http://", "https://")
         ):

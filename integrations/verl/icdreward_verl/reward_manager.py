@@ -144,7 +144,7 @@ class IcdRewardManager(RewardManagerBase):
                 # an exception here would end the step. The sample gets the record of
                 # a sample every component failed on, and the log says why.
                 log.exception("a response could not be scored; every component counts as failed")
-                out.append(_reward(self._unscored))
+                out.append(_reward(dict(self._unscored)))  # a record of its own
         return out
 
     def _decode(self, responses: list[_Response]) -> list[str | None]:
