@@ -3,8 +3,9 @@
 Five terms, each switched off at 0: a non-empty trace, a length window, a
 repetition penalty, grounding of the trace in the admission note, and
 consistency of the trace with the predicted code's description. They use cheap,
-linear text checks (substring search against per-note and per-code term lists
-that are cached), because this runs for every sample of every GRPO step.
+linear text counts (substring search against per-note and per-code term lists
+that are cached), because this runs for every sample of every GRPO step: the
+counts come from ``_trace_counts``, in C where the extension was built.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 from icdreward import Feature, Reward, ScoringBatch
 from icdreward.plugin import Register, hookimpl
+
+from ._trace_counts import native_trace_counts, trace_counts
 
 __all__ = ["ReasoningParams", "ReasoningReward"]
 
@@ -53,30 +56,17 @@ def _terms(text: str, limit: int) -> tuple[str, ...]:
     return tuple(stems)[:limit]
 
 
-def _newlines(text: str) -> int:
-    """``text.count("\\n")``; finding the first newline is a ``memchr``, several times
-    faster than counting, and many traces have none."""
-    first = text.find("\n")
-    return text.count("\n", first) if first >= 0 else 0
-
-
-def _repetition(trace: str) -> float:
-    """Share of the trace that repeats earlier text (0 for none, up to 1).
+def _repetition(n: int, sentences: int, distinct: int, tail_repeats: int) -> float:
+    """Share of a trace of ``n`` characters that repeats earlier text (0 for none, up to 1).
 
     Two cheap signals: sentences said again (the share of duplicate sentences), and
     a degenerate loop running to the end of the output (its last characters occur
-    many times).
+    many times). Fragments ("...", the "16" of "M51.16") are not sentences.
     """
-    n = len(trace)
     if n < 2 * _TAIL:
         return 0.0
-    # Fragments ("...", the "16" of "M51.16") are not sentences. (map with the str
-    # methods keeps the per-sentence work in C: this runs for every sample of a step.)
-    sentences = [part for part in trace.split(".") if len(part) >= _SENTENCE_CHARS]
-    distinct = len(set(map(str.strip, sentences)))
-    duplicates = (len(sentences) - distinct) / len(sentences) if sentences else 0.0
-    tail = trace[-_TAIL:]
-    loop = (trace.count(tail) - 1) * _TAIL / n
+    duplicates = (sentences - distinct) / sentences if sentences else 0.0
+    loop = (tail_repeats - 1) * _TAIL / n
     return min(1.0, max(duplicates, loop))
 
 
@@ -168,31 +158,36 @@ class ReasoningReward(Reward):
 
     def _text_score(self, trace: str, note: str, code: str) -> float:
         p: ReasoningParams = self.params
+        note_terms: tuple[str, ...] = ()
+        code_terms: tuple[str, ...] = ()
+        if p.grounding and note:
+            note_terms = self._note_terms.get(note) or self._terms_of_note(note)
+        if p.consistency and code:
+            code_terms = self._code_terms.get(code) or self._terms_of_code(code)
+        counts = None
+        if native_trace_counts is not None:
+            counts = native_trace_counts(trace, note_terms, code_terms, _SENTENCE_CHARS, _TAIL)
+        if counts is None:
+            counts = trace_counts(trace, note_terms, code_terms, _SENTENCE_CHARS, _TAIL)
+        blanks, sentences, distinct, tail_repeats, note_hits, code_hits = counts
         value = 0.0
         if p.min_words or p.max_words:
             # An estimate (runs of spaces count more than once) that needs no word list.
-            words = trace.count(" ") + _newlines(trace) + 1
+            words = blanks + 1
             if p.min_words and words < p.min_words:
                 value += p.length_penalty * (1.0 - words / p.min_words)
             elif p.max_words and words > p.max_words:
                 value += p.length_penalty * min(1.0, (words - p.max_words) / p.max_words)
         if p.repetition_penalty:
-            rep = _repetition(trace)
+            rep = _repetition(len(trace), sentences, distinct, tail_repeats)
             if rep > p.repetition_floor:
                 value += (
                     p.repetition_penalty * (rep - p.repetition_floor) / (1 - p.repetition_floor)
                 )
-        if p.grounding or p.consistency:
-            # ``term in lower`` for each term, with the loop in C (map over one bound method).
-            contains = trace.lower().__contains__
-            if p.grounding and note:
-                terms = self._note_terms.get(note) or self._terms_of_note(note)
-                if terms:
-                    value += p.grounding * sum(map(contains, terms)) / len(terms)
-            if p.consistency and code:
-                terms = self._code_terms.get(code) or self._terms_of_code(code)
-                if terms:
-                    value += p.consistency * sum(map(contains, terms)) / len(terms)
+        if note_terms:
+            value += p.grounding * note_hits / len(note_terms)
+        if code_terms:
+            value += p.consistency * code_hits / len(code_terms)
         return value
 
     def _terms_of_note(self, note: str) -> tuple[str, ...]:

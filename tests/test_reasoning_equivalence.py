@@ -8,8 +8,12 @@ path as a chain of ``find`` calls). Every score, flag and span must agree bit fo
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
 
 import attrs
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,8 +21,10 @@ from hypothesis import strategies as st
 from icdreward import Feature, RewardEngine
 from icdreward.codeset import CodeSet
 from icdreward.components import ComponentContext
+from icdreward_plugins import reasoning
+from icdreward_plugins._trace_counts import _newlines
 from icdreward_plugins.format_parser import TagParser, TagParserParams, _strip_span
-from icdreward_plugins.reasoning import ReasoningParams, ReasoningReward, _newlines
+from icdreward_plugins.reasoning import ReasoningParams, ReasoningReward
 
 # -- references -----------------------------------------------------------------------
 
@@ -85,6 +91,20 @@ def reference_fast_path(parser: TagParser, text: str) -> tuple[object, ...] | No
     row = (False, False, True, True, True, True, True, found, valid, known, free,
            0, 0, 0, t1, d0, d1, length, len(think))  # fmt: skip
     return think, diagnosis, candidate, code, struct.pack(f"={len(Feature)}i", *row)
+
+
+@contextmanager
+def counts_in(mode: str) -> Iterator[None]:
+    """Score with the C counts (as installed) or with the Python statement alone."""
+    if mode == "native":
+        assert reasoning.native_trace_counts is not None
+        yield
+    else:
+        with mock.patch.object(reasoning, "native_trace_counts", None):
+            yield
+
+
+MODES = ("native", "python")
 
 
 # -- inputs ---------------------------------------------------------------------------
@@ -179,7 +199,10 @@ def test_reasoning_matches_the_reference(
     reward = ReasoningReward(params, ComponentContext(codeset=default_engine.codeset))
     notes = [_NOTE if i % 3 else "" for i in range(len(texts))]
     batch = default_engine._prepare(texts, ["E119"] * len(texts), notes, None)
-    got = reward.score(batch)
+    got = {}
+    for mode in MODES:
+        with counts_in(mode):
+            got[mode] = reward.score(batch)
 
     parsed = batch.parsed
     ok = (parsed.feature(Feature.THINK_CHARS) > 0).tolist()
@@ -191,17 +214,20 @@ def test_reasoning_matches_the_reference(
         parsed.feature(Feature.THINK_CHARS) > 0, params.nonempty, params.length_penalty
     )
     expected = base + torch.tensor(extra, dtype=torch.float32)
-    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    for mode in MODES:
+        assert torch.equal(got[mode].view(torch.int32), expected.view(torch.int32)), mode
 
 
-def test_reasoning_on_long_repetitive_traces(default_engine: RewardEngine) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_reasoning_on_long_repetitive_traces(default_engine: RewardEngine, mode: str) -> None:
     loop = "the answer is M51.16. " * 400
     texts = [
         f"{loop}</think><diagnosis>M51.16</diagnosis>",
         f"{'x' * 30_000}. {loop}</think><diagnosis>E119</diagnosis>",
         f"\n\n  {loop}\u2028</think>\n<diagnosis>M51.16</diagnosis>",
     ]
-    result = default_engine.score(texts, ["M5116"] * 3, [_NOTE] * 3)
+    with counts_in(mode):
+        result = default_engine.score(texts, ["M5116"] * 3, [_NOTE] * 3)
     reward = default_engine.rewards["reasoning"]
     p: ReasoningParams = reward.params
     parsed = result.parsed

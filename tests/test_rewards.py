@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from icdreward import RewardEngine
-from icdreward_plugins.reasoning import _repetition, _terms
+from icdreward_plugins._trace_counts import trace_counts
+from icdreward_plugins.reasoning import _SENTENCE_CHARS, _TAIL, _repetition, _terms
 
 from _texts import completion
 
@@ -82,6 +83,11 @@ def test_an_empty_trace_never_beats_a_short_one(default_engine: RewardEngine) ->
     assert empty < short < longer
 
 
+def repetition(trace: str) -> float:
+    _, sentences, distinct, tail_repeats, _, _ = trace_counts(trace, (), (), _SENTENCE_CHARS, _TAIL)
+    return _repetition(len(trace), sentences, distinct, tail_repeats)
+
+
 def test_repetition_detects_loops_and_repeated_sentences() -> None:
     natural = (
         "The patient presents with chest pain. Troponin is raised. ECG shows ST depression. "
@@ -89,10 +95,10 @@ def test_repetition_detects_loops_and_repeated_sentences() -> None:
     )
     looped = natural + " I am not sure" * 200
     repeated = " ".join(["Troponin is raised."] * 10)
-    assert _repetition(natural) == 0.0
-    assert _repetition(looped) > 0.8
-    assert _repetition(repeated) > 0.8
-    assert _repetition("Hmm... fever... cough... so pneumonia... or maybe not, M51.16.") == 0.0
+    assert repetition(natural) == 0.0
+    assert repetition(looped) > 0.8
+    assert repetition(repeated) > 0.8
+    assert repetition("Hmm... fever... cough... so pneumonia... or maybe not, M51.16.") == 0.0
 
 
 def test_reasoning_grounding_and_consistency_reward_relevant_traces() -> None:

@@ -1,0 +1,144 @@
+"""The reasoning reward's text counts: the C extension against the Python statement.
+
+The extension is part of the project's own build (setup.py), so it must be present
+here; a machine without a C compiler installs without it and uses the Python counts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icdreward_plugins import _trace_counts
+from icdreward_plugins._trace_counts import native_trace_counts, trace_counts
+
+native = native_trace_counts
+
+
+def test_the_extension_is_built_and_loaded() -> None:
+    assert _trace_counts.NATIVE
+    assert native is not None
+
+
+def test_without_the_extension_the_python_counts_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What an install on a machine without a C compiler sees (setup.py marks the
+    # extension optional): the module still imports and reports the missing extension.
+    monkeypatch.setitem(sys.modules, "icdreward_plugins._trace_counts_native", None)
+    fresh = importlib.reload(_trace_counts)
+    try:
+        assert not fresh.NATIVE and fresh.native_trace_counts is None
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_trace_counts)
+    assert _trace_counts.NATIVE
+
+
+# ASCII only (the extension declines anything else): letters of both cases, the
+# separators the counts look at, every ASCII character str.strip() removes, and
+# characters that sort next to the letters.
+_ASCII = "aAbBhHpPzZ@[`{ .\n\t\r\x0b\x0c\x1c\x1d\x1e\x1f\x00\x7f"
+_CHUNK = st.one_of(
+    st.text(alphabet=st.sampled_from(_ASCII), max_size=40),
+    st.sampled_from(
+        ["The patient has lumbar pain", "the PATIENT has lumbar pain",
+         " The patient has lumbar pain ", "Pneumonia. ", "...", "M51.16", "hyperglycaemia",
+         "  \n", "x" * 12, "abab"]
+    ),
+)  # fmt: skip
+_TRACE = st.one_of(
+    st.lists(_CHUNK, max_size=30).map("".join),
+    st.tuples(_CHUNK, st.integers(1, 40)).map(lambda t: t[0] * t[1]),  # loops to the end
+)
+_TERM = st.one_of(
+    st.text(alphabet=st.sampled_from("abhpz .@[`{\n\x00"), max_size=7),
+    st.sampled_from(["lumbar", "patien", "pneumo", "hyperg", "abab", "p", "P", "Lumbar", "é", ""]),
+)
+_TERMS = st.lists(_TERM, max_size=12).map(tuple)
+
+
+def _both(trace: str, notes: tuple[str, ...], codes: tuple[str, ...], sentence: int, tail: int):
+    assert native is not None
+    return native(trace, notes, codes, sentence, tail), trace_counts(
+        trace, notes, codes, sentence, tail
+    )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_TRACE, _TERMS, _TERMS, st.integers(0, 15), st.integers(1, 45))
+def test_native_counts_equal_the_python_counts(
+    trace: str, notes: tuple[str, ...], codes: tuple[str, ...], sentence: int, tail: int
+) -> None:
+    got, expected = _both(trace, notes, codes, sentence, tail)
+    assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("abcdefgh"), min_size=2, max_size=4), st.data())
+def test_a_term_is_found_anywhere(term: str, data: st.DataObject) -> None:
+    # at the very start, at the very end, split over a case change
+    filler = data.draw(st.text(alphabet=st.sampled_from("xyz. "), max_size=20))
+    for trace in (term + filler, filler + term, filler + term.upper() + filler, filler):
+        got, expected = _both(trace, (term,), (term.upper(), term[:1]), 12, 40)
+        assert got == expected
+
+
+def test_a_term_running_past_the_end_is_not_found() -> None:
+    # Python strings end in a NUL byte in memory: it must not complete a term.
+    for term in ("abc\x00", "bc\x00", "abcd"):
+        got, expected = _both("the end: abc", (term,), (), 12, 40)
+        assert got == expected and got is not None and got[4] == 0
+
+
+def test_more_than_64_terms_are_all_looked_for() -> None:
+    words = [f"w{i:03d}" for i in range(150)]
+    trace = " ".join(words[::3]).upper() + " padding"
+    notes, codes = tuple(words[:100]), (*words[100:], "padding", "absent")
+    got, expected = _both(trace, notes, codes, 12, 40)
+    assert got == expected
+    assert got is not None and got[4:] == (34, 17)
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        "",
+        ".",
+        "." * 100_000,
+        "no dot at all " * 10_000,
+        # many distinct sentences: the table outgrows its stack slots many times over
+        "".join(f"Sentence number {i} of the trace. " for i in range(20_000)),
+        # the same sentence many times, and a loop running to the end
+        "The same sentence again. " * 20_000,
+        "\x1c\x1d\x1e\x1f" * 3 + "." + " \t" * 8 + "." + "x" * 11,
+    ],
+    ids=["empty", "dot", "dots", "no-dots", "distinct", "repeated", "whitespace"],
+)
+def test_edge_traces(trace: str) -> None:
+    got, expected = _both(trace, ("same", "sentence", "ber 1", "x"), ("trace", "."), 12, 40)
+    assert got == expected
+
+
+@pytest.mark.parametrize("trace", ["café. café. au lait", "ΣΙΓΜΑ and a trace", "\x85 next line"])
+def test_other_traces_are_left_to_python(trace: str) -> None:
+    assert native is not None
+    assert native(trace, ("caf",), (), 12, 40) is None
+    assert trace_counts(trace, ("caf",), (), 12, 40)[4] == ("caf" in trace.lower())
+
+
+def test_bad_arguments_are_type_errors() -> None:
+    assert native is not None
+    with pytest.raises(TypeError, match="trace must be str"):
+        native(b"bytes", (), (), 12, 40)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="terms must be str"):
+        native("a trace", ("ok", 3), (), 12, 40)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sequence"):
+        native("a trace", 3, (), 12, 40)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="5 arguments"):
+        native("a trace", (), ())  # type: ignore[call-arg]
+    for counts in (native, trace_counts):
+        with pytest.raises(ValueError, match="tail_chars"):
+            counts("a trace", (), (), 12, 0)
