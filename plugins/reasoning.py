@@ -5,7 +5,7 @@ repetition penalty, grounding of the trace in the admission note, and
 consistency of the trace with the predicted code's description. They use cheap,
 linear text counts (substring search against per-note and per-code term lists
 that are cached), because this runs for every sample of every GRPO step: the
-counts come from ``_trace_counts``, in C where the extension was built.
+counts come from ``_scan``, in C where the extension was built.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from icdreward import Feature, Reward, ScoringBatch
 from icdreward.plugin import Register, hookimpl
 
-from ._trace_counts import native_trace_counts, trace_counts
+from ._scan import native_trace_counts, trace_counts
 
 __all__ = ["ReasoningParams", "ReasoningReward"]
 

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from icdreward import Feature, RewardEngine
 from icdreward.codeset import CodeSet
 from icdreward.components import ComponentContext
-from icdreward_plugins import reasoning
-from icdreward_plugins._trace_counts import _newlines
-from icdreward_plugins.format_parser import TagParser, TagParserParams, _strip_span
+from icdreward_plugins import _scan, format_parser, reasoning
+from icdreward_plugins._scan import _newlines, strip_span
+from icdreward_plugins.format_parser import TagParser, TagParserParams
 from icdreward_plugins.reasoning import ReasoningParams, ReasoningReward
 
 # -- references -----------------------------------------------------------------------
@@ -95,12 +95,15 @@ def reference_fast_path(parser: TagParser, text: str) -> tuple[object, ...] | No
 
 @contextmanager
 def counts_in(mode: str) -> Iterator[None]:
-    """Score with the C counts (as installed) or with the Python statement alone."""
+    """Parse and score with the C scans (as installed) or with the Python statements alone."""
     if mode == "native":
-        assert reasoning.native_trace_counts is not None
+        assert _scan.NATIVE
         yield
     else:
-        with mock.patch.object(reasoning, "native_trace_counts", None):
+        with (
+            mock.patch.object(reasoning, "native_trace_counts", None),
+            mock.patch.object(format_parser, "native_think_spans", None),
+        ):
             yield
 
 
@@ -146,7 +149,7 @@ _NOTE = (
 def test_strip_span_is_strip(text: str, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(text)))
     end = data.draw(st.integers(start, len(text)))
-    a, b = _strip_span(text, start, end)
+    a, b = strip_span(text, start, end)
     assert text[a:b] == text[start:end].strip()
     assert start <= a <= b <= end
 
@@ -167,18 +170,20 @@ _TAGS = st.sampled_from(
 def test_fast_path_matches_the_reference(codeset: CodeSet, text: str) -> None:
     parser = TagParser(TagParserParams(), ComponentContext(codeset=codeset))
     expected = reference_fast_path(parser, text)
-    fast = parser._parse_well_formed(text)
-    if fast is not None:
-        start, end, *rest = fast
-        assert expected == (text[start:end], *rest)
-    parsed = parser.parse([text])
-    if expected is not None:
-        think, diagnosis, candidate, code, features = expected
-        assert parsed.think == (think,)
-        assert (parsed.diagnosis, parsed.candidates, parsed.codes) == (
-            (diagnosis,), (candidate,), (code,),
-        )  # fmt: skip
-        assert parsed.features[0].numpy().tobytes() == features
+    for mode in MODES:
+        with counts_in(mode):
+            fast = parser._parse_well_formed([text])[0]
+            parsed = parser.parse([text])
+        if fast is not None:
+            start, end, *rest = fast
+            assert expected == (text[start:end], *rest), mode
+        if expected is not None:
+            think, diagnosis, candidate, code, features = expected
+            assert parsed.think == (think,), mode
+            assert (parsed.diagnosis, parsed.candidates, parsed.codes) == (
+                (diagnosis,), (candidate,), (code,),
+            ), mode  # fmt: skip
+            assert parsed.features[0].numpy().tobytes() == features, mode
 
 
 @settings(max_examples=200, deadline=None)

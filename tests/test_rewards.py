@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from icdreward import RewardEngine
-from icdreward_plugins._trace_counts import trace_counts
+from icdreward_plugins._scan import trace_counts
 from icdreward_plugins.reasoning import _SENTENCE_CHARS, _TAIL, _repetition, _terms
 
 from _texts import completion

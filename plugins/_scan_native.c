@@ -1,14 +1,17 @@
-/* Native text counts for the reasoning reward (icdreward_plugins._trace_counts_native).
+/* The hot string scans of the built-in plugins in C (icdreward_plugins._scan_native).
  *
- * The same integers as the pure-Python statement in _trace_counts.py, for ASCII traces
- * only: a trace with any other character gets None, and the caller uses Python. That keeps
- * every case rule (str.lower, str.strip, str.count) exact without restating Unicode here,
- * and model traces are ASCII nearly always.
+ * The same values as the Python statements in _scan.py, which define them.
  *
- * Why native at all: the Python statement is already C-level string work, but it makes a
- * dozen passes over each trace (one per salient term, a lower() copy, a split, two
- * counts). Here the terms are found in one pass, without a lowered copy. Every loop is
- * linear in the trace's length.
+ * think_spans serves the tag parser's fast path, for any string: it saves the per-text
+ * Python calls of a find and a strip. trace_counts serves the reasoning reward, for
+ * ASCII traces only: a trace with any other character gets None, and the caller uses
+ * Python. That keeps every case rule (str.lower, str.strip, str.count) exact without
+ * restating Unicode here, and model traces are ASCII nearly always. The Python
+ * statement of the counts is already C-level string work, but it makes a dozen passes
+ * over each trace (one per salient term, a lower() copy, a split, two counts); here the
+ * terms are found in one pass, without a lowered copy.
+ *
+ * Every loop is linear in the length of its text.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -325,7 +328,7 @@ static int count_terms(const unsigned char *s, Py_ssize_t n, PyObject *const *gr
 PyDoc_STRVAR(trace_counts_doc,
              "trace_counts(trace, note_terms, code_terms, sentence_chars, tail_chars, /)\n"
              "--\n\n"
-             "The counts of icdreward_plugins._trace_counts.trace_counts for an ASCII\n"
+             "The counts of icdreward_plugins._scan.trace_counts for an ASCII\n"
              "trace, or None for any other trace.");
 
 static PyObject *trace_counts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -368,17 +371,87 @@ static PyObject *trace_counts(PyObject *module, PyObject *const *args, Py_ssize_
                          count_tail(s, n, tail_chars), hits[0], hits[1]);
 }
 
+PyDoc_STRVAR(think_spans_doc,
+             "think_spans(texts, /)\n"
+             "--\n\n"
+             "(first_lt, starts, ends) of icdreward_plugins._scan.think_spans.");
+
+/* The first '<' of a string and the span of the string before it with str.strip()'s
+ * whitespace (Py_UNICODE_ISSPACE, whatever the kind of string) removed from both ends. */
+static void think_span(PyObject *text, Py_ssize_t *t1, Py_ssize_t *start, Py_ssize_t *end)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), lt = -1;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const unsigned char *hit = memchr(data, '<', (size_t)n);
+        lt = hit ? hit - (const unsigned char *)data : -1;
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (PyUnicode_READ(kind, data, i) == '<') {
+                lt = i;
+                break;
+            }
+    }
+    Py_ssize_t a = 0, b = lt > 0 ? lt : 0;
+    while (a < b && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, a)))
+        a++;
+    while (b > a && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, b - 1)))
+        b--;
+    *t1 = lt;
+    *start = a;
+    *end = b;
+}
+
+static PyObject *think_spans(PyObject *module, PyObject *texts)
+{
+    (void)module;
+    PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t size = PySequence_Fast_GET_SIZE(seq);
+    PyObject *lists[3] = {PyList_New(size), PyList_New(size), PyList_New(size)};
+    PyObject *result = NULL;
+    if (lists[0] == NULL || lists[1] == NULL || lists[2] == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *text = PySequence_Fast_GET_ITEM(seq, i);
+        Py_ssize_t values[3] = {-1, 0, 0};
+        /* Exactly str, as the parser's `type(v) is str`: a subclass takes the slow path. */
+        if (PyUnicode_CheckExact(text)) {
+#if PY_VERSION_HEX < 0x030C0000
+            if (PyUnicode_READY(text) < 0)
+                goto done;
+#endif
+            think_span(text, &values[0], &values[1], &values[2]);
+        }
+        for (int k = 0; k < 3; k++) {
+            PyObject *value = PyLong_FromSsize_t(values[k]);
+            if (value == NULL)
+                goto done;
+            PyList_SET_ITEM(lists[k], i, value);
+        }
+    }
+    result = PyTuple_Pack(3, lists[0], lists[1], lists[2]);
+done:
+    for (int k = 0; k < 3; k++)
+        Py_XDECREF(lists[k]);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"think_spans", think_spans, METH_O, think_spans_doc},
     {"trace_counts", (PyCFunction)(void (*)(void))trace_counts, METH_FASTCALL, trace_counts_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "icdreward_plugins._trace_counts_native",
-    .m_doc = "Native text counts for the reasoning reward (see _trace_counts.py).",
+    .m_name = "icdreward_plugins._scan_native",
+    .m_doc = "The hot string scans of the built-in plugins in C (see _scan.py).",
     .m_size = 0,
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__trace_counts_native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__scan_native(void) { return PyModule_Create(&module); }

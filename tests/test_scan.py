@@ -1,4 +1,4 @@
-"""The reasoning reward's text counts: the C extension against the Python statement.
+"""The hot string scans (think spans, trace counts): the C extension against Python.
 
 The extension is part of the project's own build (setup.py), so it must be present
 here; a machine without a C compiler installs without it and uses the Python counts.
@@ -13,28 +13,66 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from icdreward_plugins import _trace_counts
-from icdreward_plugins._trace_counts import native_trace_counts, trace_counts
+from icdreward_plugins import _scan
+from icdreward_plugins._scan import (
+    native_think_spans,
+    native_trace_counts,
+    think_spans,
+    trace_counts,
+)
 
 native = native_trace_counts
 
 
 def test_the_extension_is_built_and_loaded() -> None:
-    assert _trace_counts.NATIVE
-    assert native is not None
+    assert _scan.NATIVE
+    assert native is not None and native_think_spans is not None
+
+
+class Text(str):
+    """A str subclass: the parser's fast path takes exact str only."""
+
+
+# Whitespace of every kind str.strip() knows (ASCII, Latin-1, BMP) and characters of
+# the three string widths, around and inside tags.
+_SPAN_CHARS = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2028\u3000ab<>/é€😀"
+_VALUE = st.one_of(
+    st.text(alphabet=st.sampled_from(_SPAN_CHARS), max_size=30),
+    st.text(max_size=30),
+    st.sampled_from(["  trace \n</think><diagnosis>E11.9</diagnosis>", "<think>", "", "\n\n"]),
+    st.text(alphabet=st.sampled_from(_SPAN_CHARS), max_size=10).map(Text),
+    st.sampled_from([None, b" a<b", 3, ["a<"], {"content": " a<"}]),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(_VALUE, max_size=8))
+def test_native_think_spans_equal_the_python_spans(values: list[object]) -> None:
+    assert native_think_spans is not None
+    assert native_think_spans(values) == think_spans(values)
+    assert native_think_spans(tuple(values)) == think_spans(values)
+
+
+def test_think_spans_of_long_texts() -> None:
+    assert native_think_spans is not None
+    values = ["\u3000" * 50_000 + "x" + " " * 50_000 + "<", "x" * 100_000, "😀 " * 1000 + "<"]
+    assert native_think_spans(values) == think_spans(values)
+    with pytest.raises(TypeError, match="sequence"):
+        native_think_spans(3)  # type: ignore[arg-type]
 
 
 def test_without_the_extension_the_python_counts_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     # What an install on a machine without a C compiler sees (setup.py marks the
     # extension optional): the module still imports and reports the missing extension.
-    monkeypatch.setitem(sys.modules, "icdreward_plugins._trace_counts_native", None)
-    fresh = importlib.reload(_trace_counts)
+    monkeypatch.setitem(sys.modules, "icdreward_plugins._scan_native", None)
+    fresh = importlib.reload(_scan)
     try:
-        assert not fresh.NATIVE and fresh.native_trace_counts is None
+        assert not fresh.NATIVE
+        assert fresh.native_trace_counts is None and fresh.native_think_spans is None
     finally:
         monkeypatch.undo()
-        importlib.reload(_trace_counts)
-    assert _trace_counts.NATIVE
+        importlib.reload(_scan)
+    assert _scan.NATIVE
 
 
 # ASCII only (the extension declines anything else): letters of both cases, the
