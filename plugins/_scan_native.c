@@ -11,7 +11,8 @@
  * over each trace (one per salient term, a lower() copy, a split, two counts); here the
  * terms are found in one pass, without a lowered copy.
  *
- * Every loop is linear in the length of its text.
+ * Every scan is linear in the length of its text (on Windows, which has no memmem,
+ * a term longer than 16 characters costs up to its length per position).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -100,7 +101,13 @@ static uint64_t hash_bytes(const unsigned char *p, Py_ssize_t len)
     w = 0;
     memcpy(&w, p, (size_t)len);
     h = (h ^ w) * k;
-    return h ^ (h >> 32);
+    /* The final mix (MurmurHash3's): the table indexes by the low bits, and parts that
+     * differ only in their last bytes must not share them. */
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    return h ^ (h >> 33);
 }
 
 /* The parts of s.split(".") at least `min_chars` long: how many, and how many distinct
@@ -273,26 +280,39 @@ static int can_occur(const unsigned char *p, Py_ssize_t len)
     return 1;
 }
 
+/* Terms longer than this are looked for one at a time, with memmem in a lowered copy of
+ * the trace: the shared pass compares each candidate character by character, which is
+ * linear in the trace only for a bounded term length. The reasoning reward's stems have
+ * at most six characters, so the copy is rarely made. */
+#define SHORT_TERM 16
+
 static int count_terms(const unsigned char *s, Py_ssize_t n, PyObject *const *groups,
                        Py_ssize_t *hits)
 {
+    /* Tuples hold their terms and cannot change: no Python code that gathering the
+     * second group may run (a generator, a __del__) can free a term of the first. */
+    PyObject *tuples[2] = {NULL, NULL};
+    unsigned char *lowered = NULL;
+    int status = -1;
+    for (int g = 0; g < 2; g++)
+        if ((tuples[g] = PySequence_Tuple(groups[g])) == NULL)
+            goto done;
+
     Term batch[MAX_TERMS];
     int count = 0;
     for (int g = 0; g < 2; g++) {
         hits[g] = 0;
-        PyObject *seq = PySequence_Fast(groups[g], "terms must be a sequence of str");
-        if (seq == NULL)
-            return -1;
-        Py_ssize_t size = PySequence_Fast_GET_SIZE(seq);
-        PyObject **items = PySequence_Fast_ITEMS(seq);
-        for (Py_ssize_t t = 0; t < size; t++) {
-            PyObject *term = items[t];
+        for (Py_ssize_t t = 0; t < PyTuple_GET_SIZE(tuples[g]); t++) {
+            PyObject *term = PyTuple_GET_ITEM(tuples[g], t);
             if (!PyUnicode_Check(term)) {
                 PyErr_Format(PyExc_TypeError, "terms must be str, not %.100s",
                              Py_TYPE(term)->tp_name);
-                Py_DECREF(seq);
-                return -1;
+                goto done;
             }
+#if PY_VERSION_HEX < 0x030C0000
+            if (PyUnicode_READY(term) < 0)
+                goto done;
+#endif
             if (!PyUnicode_IS_ASCII(term))
                 continue; /* never in an ASCII text */
             const unsigned char *p = PyUnicode_1BYTE_DATA(term);
@@ -310,19 +330,33 @@ static int count_terms(const unsigned char *s, Py_ssize_t n, PyObject *const *gr
                            (upper && memchr(s, c - 32, (size_t)n) != NULL);
                 continue;
             }
+            if (len > SHORT_TERM) {
+                if (lowered == NULL) {
+                    if ((lowered = PyMem_Malloc((size_t)n)) == NULL) {
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    for (Py_ssize_t i = 0; i < n; i++)
+                        lowered[i] = fold(s[i]);
+                }
+                hits[g] += find(lowered, n, p, len) != NULL;
+                continue;
+            }
             batch[count++] = (Term){p, len, g};
             if (count == MAX_TERMS) {
                 scan_terms(s, n, batch, count, hits);
                 count = 0;
             }
         }
-        /* The term buffers stay alive: the caller holds the sequences. A list could be
-         * changed only by Python code, which nothing here runs. */
-        Py_DECREF(seq);
     }
     if (count)
         scan_terms(s, n, batch, count, hits);
-    return 0;
+    status = 0;
+done:
+    PyMem_Free(lowered);
+    Py_XDECREF(tuples[0]);
+    Py_XDECREF(tuples[1]);
+    return status;
 }
 
 PyDoc_STRVAR(trace_counts_doc,
@@ -347,10 +381,11 @@ static PyObject *trace_counts(PyObject *module, PyObject *const *args, Py_ssize_
     if (PyUnicode_READY(trace) < 0)
         return NULL;
 #endif
-    Py_ssize_t sentence_chars = PyLong_AsSsize_t(args[3]);
+    /* Clamped: an int beyond Py_ssize_t compares and slices like the nearest bound. */
+    Py_ssize_t sentence_chars = PyNumber_AsSsize_t(args[3], NULL);
     if (sentence_chars == -1 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t tail_chars = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t tail_chars = PyNumber_AsSsize_t(args[4], NULL);
     if (tail_chars == -1 && PyErr_Occurred())
         return NULL;
     if (tail_chars < 1) {
@@ -406,16 +441,18 @@ static void think_span(PyObject *text, Py_ssize_t *t1, Py_ssize_t *start, Py_ssi
 static PyObject *think_spans(PyObject *module, PyObject *texts)
 {
     (void)module;
-    PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
+    /* A tuple holds the texts and cannot change: a list could be changed by a __del__
+     * that the allocations below set off through the garbage collector. */
+    PyObject *seq = PySequence_Tuple(texts);
     if (seq == NULL)
         return NULL;
-    Py_ssize_t size = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t size = PyTuple_GET_SIZE(seq);
     PyObject *lists[3] = {PyList_New(size), PyList_New(size), PyList_New(size)};
     PyObject *result = NULL;
     if (lists[0] == NULL || lists[1] == NULL || lists[2] == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *text = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *text = PyTuple_GET_ITEM(seq, i);
         Py_ssize_t values[3] = {-1, 0, 0};
         /* Exactly str, as the parser's `type(v) is str`: a subclass takes the slow path. */
         if (PyUnicode_CheckExact(text)) {

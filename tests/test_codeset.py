@@ -214,6 +214,8 @@ def test_validate_many(cs: CodeSet) -> None:
     assert cs.validate_many([]) == []
     mixed: list[object] = ["I10", None, 5, ["I10"], b"I10"]
     assert cs.validate_many(mixed) == [True, False, False, False, False]  # type: ignore[arg-type]
+    assert cs.validate_many(tuple(codes)) == expected
+    assert cs.validate_many(code for code in codes) == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("category", sorted(LETTER_CATEGORIES))

@@ -134,10 +134,18 @@ class CodeSet:
     def validate_many(self, codes: Sequence[str]) -> list[bool]:
         """:meth:`is_valid` for many codes; normalized input takes one lookup per code."""
         index = self._index
+        if not isinstance(codes, (list, tuple)):
+            codes = list(codes)
         try:
-            return [code in index or normalize_code(code) in index for code in codes]
+            # The lookups of the codes as given run in C; only the misses (written
+            # otherwise, or not codes) are normalized and looked up again.
+            valid = list(map(index.__contains__, codes))
         except TypeError:  # an unhashable item; rare, so take the slow path for all
             return [normalize_code(code) in index for code in codes]
+        if not all(valid):
+            for i in [i for i, ok in enumerate(valid) if not ok]:
+                valid[i] = normalize_code(codes[i]) in index
+        return valid
 
     # -- descriptions and hierarchy ----------------------------------------------------
 
