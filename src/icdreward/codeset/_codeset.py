@@ -13,6 +13,7 @@ import operator
 import threading
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from itertools import compress
 
 import attrs
 import torch
@@ -83,6 +84,9 @@ class CodeSet:
         """Wrap a parsed :class:`~icdreward.codeset._table.Table`."""
         self._table = table
         self._index = table.index
+        # Membership alone: a set's table is one array (a dict's is two), so a lookup
+        # touches less memory, and 100,000 validations are bound by memory latency.
+        self._members = frozenset(table.index)
         self._category_block = table.category_blocks
         self._padded: dict[str, bytes] = {}
         self._levels: dict[str, bytes] = {}
@@ -106,7 +110,7 @@ class CodeSet:
         return len(self._table.codes)
 
     def __contains__(self, code: object) -> bool:
-        return normalize_code(code) in self._index
+        return normalize_code(code) in self._members
 
     def codes(self) -> Iterator[str]:
         """Iterate over every category and (sub)code, billable or not, in tabular order."""
@@ -124,7 +128,7 @@ class CodeSet:
 
     def is_valid(self, code: object) -> bool:
         """Whether ``code`` is a category, subcategory or billable code of this year."""
-        return normalize_code(code) in self._index
+        return normalize_code(code) in self._members
 
     def is_billable(self, code: object) -> bool:
         """Whether ``code`` is billable (a leaf of the tabular list)."""
@@ -133,18 +137,21 @@ class CodeSet:
 
     def validate_many(self, codes: Sequence[str]) -> list[bool]:
         """:meth:`is_valid` for many codes; normalized input takes one lookup per code."""
-        index = self._index
+        members = self._members
         if not isinstance(codes, (list, tuple)):
             codes = list(codes)
         try:
             # The lookups of the codes as given run in C; only the misses (written
-            # otherwise, or not codes) are normalized and looked up again.
-            valid = list(map(index.__contains__, codes))
+            # otherwise, or not codes) are normalized and, if that changed them, looked
+            # up again.
+            valid = list(map(members.__contains__, codes))
         except TypeError:  # an unhashable item; rare, so take the slow path for all
-            return [normalize_code(code) in index for code in codes]
+            return [normalize_code(code) in members for code in codes]
         if not all(valid):
-            for i in [i for i, ok in enumerate(valid) if not ok]:
-                valid[i] = normalize_code(codes[i]) in index
+            for i in compress(range(len(valid)), map(operator.not_, valid)):
+                code = codes[i]
+                normalized = normalize_code(code)
+                valid[i] = normalized is not code and normalized in members
         return valid
 
     # -- descriptions and hierarchy ----------------------------------------------------

@@ -126,8 +126,12 @@ def read_table(year: int) -> Table:
         for number, line in enumerate(lines, start=2):
             code, kind, parent, billable, description = line.split("\t")
             if kind == "subcategory":
-                # Not stored: the parent is the nearest shorter code, listed earlier.
-                parents.append(_nearest_prefix(code, index))
+                # Not stored: the parent is the nearest shorter code, listed earlier
+                # (nearly always the code less its last character).
+                parent_position = index.get(code[:-1])
+                if parent_position is None:
+                    parent_position = _nearest_prefix(code, index)
+                parents.append(parent_position)
             elif kind == "category":
                 parents.append(-1)
                 category_blocks[code] = parent
