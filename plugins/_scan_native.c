@@ -9,7 +9,7 @@
  * restating Unicode here, and model traces are ASCII nearly always. The Python
  * statement of the counts is already C-level string work, but it makes a dozen passes
  * over each trace (one per salient term, a lower() copy, a split, two counts); here the
- * terms are found in one pass, without a lowered copy.
+ * short terms (all the reasoning reward uses) are found in one pass, with no lowered copy.
  *
  * Every scan is linear in the length of its text (on Windows, which has no memmem,
  * a term longer than 16 characters costs up to its length per position).
@@ -54,7 +54,7 @@ static const unsigned char *find(const unsigned char *s, Py_ssize_t n, const uns
                                  Py_ssize_t m)
 {
 #if defined(_WIN32)
-    /* No memmem: memchr on the first byte, then compare (O(n * m), m is the tail). */
+    /* No memmem: memchr on the first byte, then compare (O(n * m) at worst). */
     const unsigned char *end = s + n - m + 1;
     while (s < end) {
         const unsigned char *hit = memchr(s, pat[0], (size_t)(end - s));
