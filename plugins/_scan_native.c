@@ -1,11 +1,14 @@
 /* The hot string scans of the built-in plugins in C (icdreward_plugins._scan_native).
  *
- * The same values as the Python statements in _scan.py, which define them.
+ * The same values as the Python statements that define them.
  *
- * think_spans serves the tag parser's fast path, for any string: it saves the per-text
- * Python calls of a find and a strip. trace_counts serves the reasoning reward, for
- * ASCII traces only: a trace with any other character gets None, and the caller uses
- * Python. That keeps every case rule (str.lower, str.strip, str.count) exact without
+ * well_formed_rows is the tag parser's fast path for a batch, for any string: the rows of
+ * the well-formed completions whose ending the parser has seen before (nearly all of a
+ * training batch), built without a Python call per text; the parser's
+ * TagParser._well_formed_row defines each row and builds the rest.
+ *
+ * trace_counts serves the reasoning reward, for ASCII traces only: a trace with any
+ * other character gets None, and the caller uses Python. That keeps every case rule (str.lower, str.strip, str.count) exact without
  * restating Unicode here, and model traces are ASCII nearly always. The Python
  * statement of the counts is already C-level string work, but it makes a dozen passes
  * over each trace (one per salient term, a lower() copy, a split, two counts); here the
@@ -406,10 +409,12 @@ static PyObject *trace_counts(PyObject *module, PyObject *const *args, Py_ssize_
                          count_tail(s, n, tail_chars), hits[0], hits[1]);
 }
 
-PyDoc_STRVAR(think_spans_doc,
-             "think_spans(texts, /)\n"
+PyDoc_STRVAR(well_formed_rows_doc,
+             "well_formed_rows(texts, endings, ending_chars, /)\n"
              "--\n\n"
-             "(first_lt, starts, ends) of icdreward_plugins._scan.think_spans.");
+             "(rows, misses): TagParser._well_formed_row of each text where the\n"
+             "endings memo answers it; misses lists the indices it does not answer\n"
+             "(their rows are None, to be computed in Python).");
 
 /* The first '<' of a string and the span of the string before it with str.strip()'s
  * whitespace (Py_UNICODE_ISSPACE, whatever the kind of string) removed from both ends. */
@@ -438,47 +443,132 @@ static void think_span(PyObject *text, Py_ssize_t *t1, Py_ssize_t *start, Py_ssi
     *end = b;
 }
 
-static PyObject *think_spans(PyObject *module, PyObject *texts)
+enum { ROW_NONE, ROW_MISS, ROW_DONE, ROW_ERROR };
+
+/* One text's row (a new reference in *row) as TagParser._well_formed_row builds it:
+ * (start, end, diagnosis, candidate, code, head + the five spans packed as int32).
+ * The memo maps the text from its first '<' on to (diagnosis, candidate, code, head,
+ * d0, d1), or to None when that ending is not well formed. */
+static int well_formed_row(PyObject *text, PyObject *endings, Py_ssize_t ending_chars,
+                           PyObject **row)
+{
+    Py_ssize_t t1, start, end, n = PyUnicode_GET_LENGTH(text);
+    think_span(text, &t1, &start, &end);
+    if (t1 <= 0)
+        return ROW_NONE;
+    if (n - t1 > ending_chars || n > INT32_MAX)
+        return ROW_MISS; /* not memoized (or past what the row's int32 spans hold) */
+    PyObject *key = PyUnicode_Substring(text, t1, n);
+    if (key == NULL)
+        return ROW_ERROR;
+    PyObject *known = PyDict_GetItemWithError(endings, key);
+    Py_DECREF(key);
+    if (known == NULL)
+        return PyErr_Occurred() ? ROW_ERROR : ROW_MISS;
+    if (known == Py_None)
+        return ROW_NONE;
+    if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 6 ||
+        !PyBytes_CheckExact(PyTuple_GET_ITEM(known, 3))) {
+        PyErr_SetString(PyExc_TypeError, "endings values must be 6-tuples with bytes heads");
+        return ROW_ERROR;
+    }
+    Py_INCREF(known); /* held while allocating: a collection must not free it */
+    int status = ROW_ERROR;
+    PyObject *head = PyTuple_GET_ITEM(known, 3);
+    Py_ssize_t d0 = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 4));
+    Py_ssize_t d1 = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 5));
+    if (PyErr_Occurred())
+        goto done;
+    int32_t spans[5] = {(int32_t)t1, (int32_t)(t1 + d0), (int32_t)(t1 + d1), (int32_t)n,
+                        (int32_t)(end - start)};
+    Py_ssize_t head_size = PyBytes_GET_SIZE(head);
+    PyObject *features = PyBytes_FromStringAndSize(NULL, head_size + (Py_ssize_t)sizeof(spans));
+    if (features == NULL)
+        goto done;
+    memcpy(PyBytes_AS_STRING(features), PyBytes_AS_STRING(head), (size_t)head_size);
+    memcpy(PyBytes_AS_STRING(features) + head_size, spans, sizeof(spans));
+    PyObject *first = PyLong_FromSsize_t(start), *last = PyLong_FromSsize_t(end);
+    PyObject *out = first && last ? PyTuple_New(6) : NULL;
+    if (out == NULL) {
+        Py_XDECREF(first);
+        Py_XDECREF(last);
+        Py_DECREF(features);
+        goto done;
+    }
+    PyTuple_SET_ITEM(out, 0, first);
+    PyTuple_SET_ITEM(out, 1, last);
+    for (int k = 0; k < 3; k++) {
+        PyObject *item = PyTuple_GET_ITEM(known, k);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(out, 2 + k, item);
+    }
+    PyTuple_SET_ITEM(out, 5, features);
+    *row = out;
+    status = ROW_DONE;
+done:
+    Py_DECREF(known);
+    return status;
+}
+
+static PyObject *well_formed_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    /* A tuple holds the texts and cannot change: a list could be changed by a __del__
-     * that the allocations below set off through the garbage collector. */
-    PyObject *seq = PySequence_Tuple(texts);
-    if (seq == NULL)
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "well_formed_rows() takes 3 arguments (%zd given)",
+                     nargs);
         return NULL;
-    Py_ssize_t size = PyTuple_GET_SIZE(seq);
-    PyObject *lists[3] = {PyList_New(size), PyList_New(size), PyList_New(size)};
-    PyObject *result = NULL;
-    if (lists[0] == NULL || lists[1] == NULL || lists[2] == NULL)
+    }
+    if (!PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "endings must be a dict");
+        return NULL;
+    }
+    Py_ssize_t ending_chars = PyNumber_AsSsize_t(args[2], NULL);
+    if (ending_chars == -1 && PyErr_Occurred())
+        return NULL;
+    /* A tuple holds the texts and cannot change: a list could be changed by a __del__
+     * that an allocation below sets off through the garbage collector. */
+    PyObject *texts = PySequence_Tuple(args[0]);
+    if (texts == NULL)
+        return NULL;
+    Py_ssize_t size = PyTuple_GET_SIZE(texts);
+    PyObject *rows = PyList_New(size), *misses = PyList_New(0), *result = NULL;
+    if (rows == NULL || misses == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *text = PyTuple_GET_ITEM(seq, i);
-        Py_ssize_t values[3] = {-1, 0, 0};
+        PyObject *text = PyTuple_GET_ITEM(texts, i), *row = Py_None;
         /* Exactly str, as the parser's `type(v) is str`: a subclass takes the slow path. */
+        int status = ROW_NONE;
         if (PyUnicode_CheckExact(text)) {
 #if PY_VERSION_HEX < 0x030C0000
             if (PyUnicode_READY(text) < 0)
                 goto done;
 #endif
-            think_span(text, &values[0], &values[1], &values[2]);
+            status = well_formed_row(text, args[1], ending_chars, &row);
         }
-        for (int k = 0; k < 3; k++) {
-            PyObject *value = PyLong_FromSsize_t(values[k]);
-            if (value == NULL)
+        if (status == ROW_ERROR)
+            goto done;
+        if (status == ROW_MISS) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            int failed = index == NULL || PyList_Append(misses, index) < 0;
+            Py_XDECREF(index);
+            if (failed)
                 goto done;
-            PyList_SET_ITEM(lists[k], i, value);
         }
+        if (status != ROW_DONE)
+            Py_INCREF(Py_None);
+        PyList_SET_ITEM(rows, i, row);
     }
-    result = PyTuple_Pack(3, lists[0], lists[1], lists[2]);
+    result = PyTuple_Pack(2, rows, misses);
 done:
-    for (int k = 0; k < 3; k++)
-        Py_XDECREF(lists[k]);
-    Py_DECREF(seq);
+    Py_XDECREF(rows);
+    Py_XDECREF(misses);
+    Py_DECREF(texts);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"think_spans", think_spans, METH_O, think_spans_doc},
+    {"well_formed_rows", (PyCFunction)(void (*)(void))well_formed_rows, METH_FASTCALL,
+     well_formed_rows_doc},
     {"trace_counts", (PyCFunction)(void (*)(void))trace_counts, METH_FASTCALL, trace_counts_doc},
     {NULL, NULL, 0, NULL},
 };

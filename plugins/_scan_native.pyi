@@ -1,4 +1,5 @@
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 def trace_counts(
     trace: str,
@@ -8,4 +9,6 @@ def trace_counts(
     tail_chars: int,
     /,
 ) -> tuple[int, int, int, int, int, int] | None: ...
-def think_spans(texts: Sequence[object], /) -> tuple[list[int], list[int], list[int]]: ...
+def well_formed_rows(
+    texts: Sequence[object], endings: Mapping[str, Any], ending_chars: int, /
+) -> tuple[list[Any], list[int]]: ...

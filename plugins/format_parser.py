@@ -21,7 +21,7 @@ import torch
 from icdreward import Feature, ParsedBatch, Parser, Reward, ScoringBatch
 from icdreward.plugin import Register, hookimpl
 
-from ._scan import native_think_spans, strip_span, think_spans
+from ._scan import native_well_formed_rows
 
 __all__ = ["FormatParams", "FormatReward", "TagParser", "TagParserParams", "coerce_text"]
 
@@ -43,6 +43,7 @@ _N_FEATURES = len(Feature)
 _HOPS = 8
 _MEMO_SIZE = 65_536
 _MEMO_KEY_CHARS = 64
+_STRIP_STEPS = 4
 # Bounds on the Python-level steps of pair matching, so that text made of thousands of
 # tags (a degenerate policy) costs a fixed amount; normal text takes one or two steps.
 _MAX_PAIR_STEPS = 256
@@ -180,6 +181,23 @@ def _count_pairs(text: str, start: int) -> int:
     return count
 
 
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span of ``text[start:end].strip()`` in ``text``, found without copying the text
+    (a parser that kept a copy of every trace of a batch would spend more on that than on
+    all the rest)."""
+    if start < end and text[start].isspace():
+        spaces = _WHITESPACE.match(text, start, end)
+        start = spaces.end() if spaces else start
+    # Whitespace before a closing tag is a newline or two: step back over a few
+    # characters, and let rstrip measure a longer run.
+    stop = end - _STRIP_STEPS
+    while end > start and text[end - 1].isspace():
+        end -= 1
+        if end == stop:
+            return start, start + len(text[start:end].rstrip())
+    return start, end
+
+
 def _nonspace(text: str, start: int, end: int) -> int:
     if end <= start:
         return 0
@@ -247,43 +265,44 @@ class TagParser(Parser):
         )
 
     def _parse_well_formed(self, values: list[object]) -> list[_Parsed | None]:
-        """The common case in few steps, for each value: ``trace</think>
-        <diagnosis>X</diagnosis>`` after a prefilled ``<think>``, with no ``<`` in the
-        trace. None where that does not apply; elsewhere the row is exactly what
-        :meth:`_parse_any` returns for the same text."""
-        # Where each trace ends and its stripped span, for all texts in one call (in C
-        # where the extension was built): per text, the calls cost more than the scans.
-        first_lt, starts, ends = (native_think_spans or think_spans)(values)
-        endings = self._endings
-        rows: list[_Parsed | None] = []
-        append = rows.append
-        # Values that are not str have first_lt -1 and are never read as text.
-        texts = cast("list[str]", values)
-        for text, t1, start, end in zip(texts, first_lt, starts, ends, strict=True):
-            if t1 <= 0:
-                append(None)
-                continue
-            length = len(text)
-            # What follows the trace is the same few diagnoses in the same layout, batch
-            # after batch: each distinct ending is read once.
-            if length - t1 <= _ENDING_CHARS:
-                ending = text[t1:]
-                try:
-                    known = endings[ending]
-                except KeyError:
-                    known = self._ending_of(ending, 0)
-                    if len(endings) >= _MEMO_SIZE:
-                        endings.clear()
-                    endings[ending] = known
-            else:
-                known = self._ending_of(text, t1)
-            if known is None:
-                append(None)
-                continue
-            diagnosis, candidate, code, head, d0, d1 = known
-            spans = _pack_spans(t1, t1 + d0, t1 + d1, length, end - start)
-            append((start, end, diagnosis, candidate, code, head + spans))
-        return rows
+        """:meth:`_well_formed_row` of each value (None for a value that is not a str)."""
+        if native_well_formed_rows is not None:
+            # The rows whose ending is memoized come from C, without a Python call per
+            # text; the rest (new endings, long ones) are built here, which memoizes them.
+            rows, misses = native_well_formed_rows(values, self._endings, _ENDING_CHARS)
+            row_of = self._well_formed_row
+            for i in misses:
+                rows[i] = row_of(cast(str, values[i]))  # only str values are ever misses
+            return rows
+        row_of = self._well_formed_row
+        return [row_of(v) if type(v) is str else None for v in values]
+
+    def _well_formed_row(self, text: str) -> _Parsed | None:
+        """The common case in few steps: ``trace</think> <diagnosis>X</diagnosis>`` after a
+        prefilled ``<think>``, with no ``<`` in the trace. None when it does not apply; the
+        result is then exactly what :meth:`_parse_any` returns for the same text."""
+        t1 = text.find("<")
+        if t1 <= 0:
+            return None
+        # What follows the trace is the same few diagnoses in the same layout, batch
+        # after batch: each distinct ending is read once.
+        if len(text) - t1 <= _ENDING_CHARS:
+            ending = text[t1:]
+            try:
+                known = self._endings[ending]
+            except KeyError:
+                known = self._ending_of(ending, 0)
+                if len(self._endings) >= _MEMO_SIZE:
+                    self._endings.clear()
+                self._endings[ending] = known
+        else:
+            known = self._ending_of(text, t1)
+        if known is None:
+            return None
+        diagnosis, candidate, code, head, d0, d1 = known
+        start, end = _strip_span(text, 0, t1)
+        spans = _pack_spans(t1, t1 + d0, t1 + d1, len(text), end - start)
+        return start, end, diagnosis, candidate, code, head + spans
 
     def _ending_of(self, text: str, t1: int) -> _Ending | None:
         """The fast path's reading of ``text`` from its first ``<`` (at ``t1``) on, or None
@@ -328,7 +347,7 @@ class TagParser(Parser):
             d1 = _find(text, _DIAG_END, d0 + 11) if d0 >= 0 else -1
         if t0 >= 0 and not (p.mode == "pair" and d1 < 0):
             think_end = t1 if t1 >= 0 else (d0 if d0 >= 0 else length)
-            start, end = strip_span(text, body, think_end)
+            start, end = _strip_span(text, body, think_end)
         else:
             think_end = t1
             start = end = 0

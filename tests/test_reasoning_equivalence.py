@@ -22,8 +22,8 @@ from icdreward import Feature, RewardEngine
 from icdreward.codeset import CodeSet
 from icdreward.components import ComponentContext
 from icdreward_plugins import _scan, format_parser, reasoning
-from icdreward_plugins._scan import _newlines, strip_span
-from icdreward_plugins.format_parser import TagParser, TagParserParams
+from icdreward_plugins._scan import _newlines
+from icdreward_plugins.format_parser import TagParser, TagParserParams, _strip_span
 from icdreward_plugins.reasoning import ReasoningParams, ReasoningReward
 
 # -- references -----------------------------------------------------------------------
@@ -102,7 +102,7 @@ def counts_in(mode: str) -> Iterator[None]:
     else:
         with (
             mock.patch.object(reasoning, "native_trace_counts", None),
-            mock.patch.object(format_parser, "native_think_spans", None),
+            mock.patch.object(format_parser, "native_well_formed_rows", None),
         ):
             yield
 
@@ -149,7 +149,7 @@ _NOTE = (
 def test_strip_span_is_strip(text: str, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(text)))
     end = data.draw(st.integers(start, len(text)))
-    a, b = strip_span(text, start, end)
+    a, b = _strip_span(text, start, end)
     assert text[a:b] == text[start:end].strip()
     assert start <= a <= b <= end
 

@@ -1,4 +1,4 @@
-"""The hot string scans (think spans, trace counts): the C extension against Python.
+"""The hot string scans (the parser's fast rows, the trace counts): C against Python.
 
 The extension is part of the project's own build (setup.py), so it must be present
 here; a machine without a C compiler installs without it and uses the Python counts.
@@ -6,28 +6,24 @@ here; a machine without a C compiler installs without it and uses the Python cou
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from icdreward.codeset import CodeSet
+from icdreward.components import ComponentContext
 from icdreward_plugins import _scan
-from icdreward_plugins._scan import (
-    native_think_spans,
-    native_trace_counts,
-    think_spans,
-    trace_counts,
-)
+from icdreward_plugins._scan import native_trace_counts, native_well_formed_rows, trace_counts
+from icdreward_plugins.format_parser import _ENDING_CHARS, TagParser, TagParserParams
 
 native = native_trace_counts
 
 
 def test_the_extension_is_built_and_loaded() -> None:
     assert _scan.NATIVE
-    assert native is not None and native_think_spans is not None
+    assert native is not None and native_well_formed_rows is not None
 
 
 class Text(str):
@@ -35,45 +31,77 @@ class Text(str):
 
 
 # Whitespace of every kind str.strip() knows (ASCII, Latin-1, BMP) and characters of
-# the three string widths, around and inside tags.
+# the three string widths, around and inside the tags of a well-formed completion.
 _SPAN_CHARS = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2028\u3000ab<>/é€😀"
+_ENDINGS = st.sampled_from(
+    ["</think><diagnosis>E11.9</diagnosis>", "</think>\n<diagnosis> M51.16 </diagnosis>\n",
+     "</think>\u2028<diagnosis>junk</diagnosis>", "</think><diagnosis></diagnosis>",
+     "</think> x <diagnosis>I10</diagnosis>", "<think>",
+     "</think><diagnosis>" + "I10 " * 40 + "</diagnosis>"]
+)  # fmt: skip
+_COMPLETION = st.tuples(st.text(alphabet=st.sampled_from(_SPAN_CHARS), max_size=30), _ENDINGS)
 _VALUE = st.one_of(
+    _COMPLETION.map("".join),
     st.text(alphabet=st.sampled_from(_SPAN_CHARS), max_size=30),
-    st.text(max_size=30),
-    st.sampled_from(["  trace \n</think><diagnosis>E11.9</diagnosis>", "<think>", "", "\n\n"]),
-    st.text(alphabet=st.sampled_from(_SPAN_CHARS), max_size=10).map(Text),
-    st.sampled_from([None, b" a<b", 3, ["a<"], {"content": " a<"}]),
+    _COMPLETION.map("".join).map(Text),
+    st.sampled_from([None, b" a</think><diagnosis>I10</diagnosis>", 3, {"content": "x"}]),
 )
 
 
-@settings(max_examples=800, deadline=None)
+@pytest.fixture(scope="module")
+def parser(codeset: CodeSet) -> TagParser:
+    return TagParser(TagParserParams(), ComponentContext(codeset=codeset))
+
+
+@settings(max_examples=600, deadline=None)
 @given(st.lists(_VALUE, max_size=8))
-def test_native_think_spans_equal_the_python_spans(values: list[object]) -> None:
-    assert native_think_spans is not None
-    assert native_think_spans(values) == think_spans(values)
-    assert native_think_spans(tuple(values)) == think_spans(values)
+def test_native_rows_equal_the_python_rows(parser: TagParser, values: list[object]) -> None:
+    assert native_well_formed_rows is not None
+    python = [parser._well_formed_row(v) if type(v) is str else None for v in values]
+    for _ in range(2):  # endings new to the memo, then memoized
+        rows, misses = native_well_formed_rows(values, parser._endings, _ENDING_CHARS)
+        assert all(type(values[i]) is str and rows[i] is None for i in misses)
+        for i in misses:
+            rows[i] = parser._well_formed_row(values[i])  # type: ignore[arg-type]
+        assert rows == python
+        assert parser._parse_well_formed(values) == python
 
 
-def test_think_spans_of_long_texts() -> None:
-    assert native_think_spans is not None
-    values = ["\u3000" * 50_000 + "x" + " " * 50_000 + "<", "x" * 100_000, "😀 " * 1000 + "<"]
-    assert native_think_spans(values) == think_spans(values)
+def test_memoized_rows_come_from_c(parser: TagParser) -> None:
+    texts = [
+        " a trace\n</think><diagnosis>E11.9</diagnosis>",
+        "b</think><diagnosis>I10</diagnosis>",
+    ]
+    assert native_well_formed_rows is not None
+    parser._parse_well_formed(texts)  # memoizes both endings
+    rows, misses = native_well_formed_rows(texts, parser._endings, _ENDING_CHARS)
+    assert misses == []
+    assert rows == [parser._well_formed_row(t) for t in texts]
+    assert rows[0][:5] == (1, 8, "E11.9", "E119", "E119")
+    # an ending longer than the memo keeps is left to Python
+    long = "c</think><diagnosis>" + "I10 " * 40 + "</diagnosis>"
+    assert native_well_formed_rows([long], parser._endings, _ENDING_CHARS)[1] == [0]
+
+
+def test_rows_of_long_texts(parser: TagParser) -> None:
+    values = ["\u3000" * 50_000 + "x" + " " * 50_000 + "</think><diagnosis>I10</diagnosis>",
+              "x" * 100_000, "😀 " * 1000 + "</think><diagnosis>I10</diagnosis>"]  # fmt: skip
+    assert native_well_formed_rows is not None
+    python = [parser._well_formed_row(v) for v in values]
+    rows, misses = native_well_formed_rows(values, parser._endings, _ENDING_CHARS)
+    assert misses == [] and rows == python
+
+
+def test_bad_rows_arguments() -> None:
+    assert native_well_formed_rows is not None
     with pytest.raises(TypeError, match="iterable"):
-        native_think_spans(3)  # type: ignore[arg-type]
-
-
-def test_without_the_extension_the_python_counts_serve(monkeypatch: pytest.MonkeyPatch) -> None:
-    # What an install on a machine without a C compiler sees (setup.py marks the
-    # extension optional): the module still imports and reports the missing extension.
-    monkeypatch.setitem(sys.modules, "icdreward_plugins._scan_native", None)
-    fresh = importlib.reload(_scan)
-    try:
-        assert not fresh.NATIVE
-        assert fresh.native_trace_counts is None and fresh.native_think_spans is None
-    finally:
-        monkeypatch.undo()
-        importlib.reload(_scan)
-    assert _scan.NATIVE
+        native_well_formed_rows(3, {}, 10)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="dict"):
+        native_well_formed_rows([], [], 10)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="6-tuples"):
+        native_well_formed_rows(["a<b"], {"<b": ("x",)}, 10)
+    with pytest.raises(TypeError, match="3 arguments"):
+        native_well_formed_rows([], {})  # type: ignore[call-arg]
 
 
 # ASCII only (the extension declines anything else): letters of both cases, the
