@@ -476,9 +476,16 @@ static int well_formed_row(PyObject *text, PyObject *endings, Py_ssize_t ending_
     int status = ROW_ERROR;
     PyObject *head = PyTuple_GET_ITEM(known, 3);
     Py_ssize_t d0 = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 4));
-    Py_ssize_t d1 = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 5));
-    if (PyErr_Occurred())
+    if (d0 == -1 && PyErr_Occurred())
         goto done;
+    Py_ssize_t d1 = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 5));
+    if (d1 == -1 && PyErr_Occurred())
+        goto done;
+    /* The block's offsets lie in the ending, which keeps every span within int32. */
+    if (d0 < 0 || d1 < d0 || d1 > n - t1) {
+        PyErr_SetString(PyExc_ValueError, "endings value has offsets outside its ending");
+        goto done;
+    }
     int32_t spans[5] = {(int32_t)t1, (int32_t)(t1 + d0), (int32_t)(t1 + d1), (int32_t)n,
                         (int32_t)(end - start)};
     Py_ssize_t head_size = PyBytes_GET_SIZE(head);
@@ -534,6 +541,10 @@ static PyObject *well_formed_rows(PyObject *module, PyObject *const *args, Py_ss
     PyObject *rows = PyList_New(size), *misses = PyList_New(0), *result = NULL;
     if (rows == NULL || misses == NULL)
         goto done;
+    /* Out of the collector's sight until every slot is filled: a __del__ run by a
+     * collection inside the loop could otherwise find the list (gc.get_objects) and
+     * read an empty slot. */
+    PyObject_GC_UnTrack(rows);
     for (Py_ssize_t i = 0; i < size; i++) {
         PyObject *text = PyTuple_GET_ITEM(texts, i), *row = Py_None;
         /* Exactly str, as the parser's `type(v) is str`: a subclass takes the slow path. */
@@ -558,6 +569,7 @@ static PyObject *well_formed_rows(PyObject *module, PyObject *const *args, Py_ss
             Py_INCREF(Py_None);
         PyList_SET_ITEM(rows, i, row);
     }
+    PyObject_GC_Track(rows);
     result = PyTuple_Pack(2, rows, misses);
 done:
     Py_XDECREF(rows);

@@ -6,6 +6,9 @@ here; a machine without a C compiler installs without it and uses the Python cou
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +17,7 @@ from hypothesis import strategies as st
 
 from icdreward.codeset import CodeSet
 from icdreward.components import ComponentContext
-from icdreward_plugins import _scan
+from icdreward_plugins import _scan, format_parser
 from icdreward_plugins._scan import native_trace_counts, native_well_formed_rows, trace_counts
 from icdreward_plugins.format_parser import _ENDING_CHARS, TagParser, TagParserParams
 
@@ -24,6 +27,31 @@ native = native_trace_counts
 def test_the_extension_is_built_and_loaded() -> None:
     assert _scan.NATIVE
     assert native is not None and native_well_formed_rows is not None
+
+
+def test_without_the_extension_the_python_statements_serve(
+    monkeypatch: pytest.MonkeyPatch, parser: TagParser
+) -> None:
+    # What an install on a machine without a C compiler sees (setup.py marks the
+    # extension optional): the module still imports and reports the missing extension,
+    # and the parser builds every row in Python.
+    monkeypatch.setitem(sys.modules, "icdreward_plugins._scan_native", None)
+    fresh = importlib.reload(_scan)
+    try:
+        assert not fresh.NATIVE
+        assert fresh.native_trace_counts is None and fresh.native_well_formed_rows is None
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_scan)
+    assert _scan.NATIVE
+    texts: list[object] = ["a</think><diagnosis>I10</diagnosis>", None, "<think>"]
+    with monkeypatch.context() as patch:
+        patch.setattr(format_parser, "native_well_formed_rows", None)
+        rows = parser._parse_well_formed(texts)
+    assert rows == parser._parse_well_formed(texts)
+    assert (
+        rows[0] is not None and rows[0][2:5] == ("I10", "I10", "I10") and rows[1:] == [None, None]
+    )
 
 
 class Text(str):
@@ -102,6 +130,40 @@ def test_bad_rows_arguments() -> None:
         native_well_formed_rows(["a<b"], {"<b": ("x",)}, 10)
     with pytest.raises(TypeError, match="3 arguments"):
         native_well_formed_rows([], {})  # type: ignore[call-arg]
+    # offsets past the ending would not fit the row's int32 spans
+    for d0, d1 in ((2**31, 1), (2**63 - 1, 2**63 - 1), (0, 5), (-1, 1)):
+        with pytest.raises(ValueError, match="offsets"):
+            native_well_formed_rows(["ab<e"], {"<e": ("d", "c", "c", b"h", d0, d1)}, 10)
+
+
+_COLLECTOR_LOOKS_AT_THE_ROWS = """
+import gc
+from icdreward_plugins._scan_native import well_formed_rows
+texts = ["ab<e"] * 5000
+seen = []
+class Looks:
+    def __del__(self):
+        for o in gc.get_objects():
+            if type(o) is list and len(o) == len(texts) and o is not texts:
+                seen.append(repr(o[-1]))
+gc.set_threshold(1)
+for _ in range(3):
+    cycle = Looks(); cycle.self = cycle; del cycle
+    rows, misses = well_formed_rows(texts, {"<e": ("d", "c", "c", b"h", 0, 2)}, 128)
+gc.set_threshold(700)
+assert misses == [] and rows[-1][2] == "d"
+print("ok")
+"""
+
+
+def test_rows_list_is_hidden_from_the_collector_while_filled() -> None:
+    # A __del__ run by a collection inside the call may walk gc.get_objects(): the list
+    # being filled must not be among them. In a child process: the failure is a crash.
+    out = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_LOOKS_AT_THE_ROWS], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
 
 
 # ASCII only (the extension declines anything else): letters of both cases, the
