@@ -538,12 +538,12 @@ static PyObject *well_formed_rows(PyObject *module, PyObject *const *args, Py_ss
     if (texts == NULL)
         return NULL;
     Py_ssize_t size = PyTuple_GET_SIZE(texts);
-    PyObject *rows = PyList_New(size), *misses = PyList_New(0), *result = NULL;
-    if (rows == NULL || misses == NULL)
+    PyObject *misses = PyList_New(0), *rows = NULL, *result = NULL;
+    if (misses == NULL || (rows = PyList_New(size)) == NULL)
         goto done;
-    /* Out of the collector's sight until every slot is filled: a __del__ run by a
-     * collection inside the loop could otherwise find the list (gc.get_objects) and
-     * read an empty slot. */
+    /* Out of the collector's sight until every slot is filled (and untracked before
+     * anything else is allocated): a __del__ run by a collection could otherwise find
+     * the list (gc.get_objects) and read an empty slot. */
     PyObject_GC_UnTrack(rows);
     for (Py_ssize_t i = 0; i < size; i++) {
         PyObject *text = PyTuple_GET_ITEM(texts, i), *row = Py_None;

@@ -1,4 +1,5 @@
-"""The wheel's explicit package list must name every package in the source tree."""
+"""The wheel's explicit package list must name every package in the source tree (and
+may name folders of package data, which setuptools asks to see listed too)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,20 @@ def _packages_in(directory: Path, name: str) -> set[str]:
     }
 
 
+_ROOTS = {
+    "icdreward": ROOT / "src" / "icdreward",
+    "icdreward_plugins": ROOT / "plugins",
+    "icdreward_verl": ROOT / "integrations" / "verl" / "icdreward_verl",
+}
+
+
 def test_every_package_is_listed_for_the_wheel() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    listed = set(config["tool"]["setuptools"]["packages"])
-    found = (
-        _packages_in(ROOT / "src" / "icdreward", "icdreward")
-        | _packages_in(ROOT / "plugins", "icdreward_plugins")
-        | _packages_in(ROOT / "integrations" / "verl" / "icdreward_verl", "icdreward_verl")
-    )
-    assert found == listed
+    setuptools = config["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = set().union(*(_packages_in(folder, name) for name, folder in _ROOTS.items()))
+    assert found <= listed, found - listed
+    for package in listed - found:  # a folder of data only: it must exist and ship its data
+        top, *parts = package.split(".")
+        assert _ROOTS[top].joinpath(*parts).is_dir(), package
+        assert setuptools["package-data"].get(package), package
