@@ -41,9 +41,9 @@ _CODE_SEARCH_CHARS = 512
 _FREE_TEXT_CHARS = 300
 _N_FEATURES = len(Feature)
 _HOPS = 8
+_STRIP_STEPS = 4
 _MEMO_SIZE = 65_536
 _MEMO_KEY_CHARS = 64
-_STRIP_STEPS = 4
 # Bounds on the Python-level steps of pair matching, so that text made of thousands of
 # tags (a degenerate policy) costs a fixed amount; normal text takes one or two steps.
 _MAX_PAIR_STEPS = 256
@@ -266,15 +266,14 @@ class TagParser(Parser):
 
     def _parse_well_formed(self, values: list[object]) -> list[_Parsed | None]:
         """:meth:`_well_formed_row` of each value (None for a value that is not a str)."""
+        row_of = self._well_formed_row
         if native_well_formed_rows is not None:
             # The rows whose ending is memoized come from C, without a Python call per
             # text; the rest (new endings, long ones) are built here, which memoizes them.
             rows, misses = native_well_formed_rows(values, self._endings, _ENDING_CHARS)
-            row_of = self._well_formed_row
             for i in misses:
                 rows[i] = row_of(cast(str, values[i]))  # only str values are ever misses
             return rows
-        row_of = self._well_formed_row
         return [row_of(v) if type(v) is str else None for v in values]
 
     def _well_formed_row(self, text: str) -> _Parsed | None:
