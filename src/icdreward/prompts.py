@@ -17,7 +17,17 @@ parser (``prefilled_think = true``) reads ``"<think>" + completion``.
 
 from __future__ import annotations
 
-__all__ = ["PROMPT_VERSION", "SYSTEM_PROMPT", "THINK_PREFILL", "USER_TEMPLATE", "build_messages"]
+from typing import Any, Protocol
+
+__all__ = [
+    "PROMPT_VERSION",
+    "SYSTEM_PROMPT",
+    "THINK_PREFILL",
+    "USER_TEMPLATE",
+    "ChatTokenizer",
+    "build_messages",
+    "render_prompt",
+]
 
 PROMPT_VERSION = "1"
 """Bumped whenever the wording changes, so data and results can record which one they used."""
@@ -53,3 +63,39 @@ def build_messages(note: str, *, prefill_think: bool = True) -> list[dict[str, s
     if prefill_think:
         messages.append({"role": "assistant", "content": THINK_PREFILL})
     return messages
+
+
+class ChatTokenizer(Protocol):
+    """What :func:`render_prompt` needs of a tokenizer: a ``transformers`` chat template."""
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any:
+        """Render ``conversation`` (see ``PreTrainedTokenizerBase.apply_chat_template``)."""
+
+
+def render_prompt(tokenizer: ChatTokenizer, note: str, *, prefill_think: bool = True) -> str:
+    """The policy prompt for ``note`` as text, ready for a TRL ``prompt`` column.
+
+    This is :func:`build_messages` rendered with the tokenizer's chat
+    template and ``continue_final_message=True``: the text ends with the opened
+    ``<think>`` the model continues. Use it instead of a conversational ``prompt``
+    column: TRL 1.16's ``GRPOTrainer`` renders conversational prompts with
+    ``add_generation_prompt=True``, which closes the prefilled assistant turn and opens
+    a new one, so the model would never continue the ``<think>``.
+
+    Args:
+        tokenizer: a ``transformers`` tokenizer (or processor) with a chat template.
+        note: the admission note.
+        prefill_think: end with the opened ``<think>`` (see ``build_messages``); without
+            it the prompt ends with the generation prompt of a new assistant turn.
+
+    Raises:
+        TypeError: the tokenizer did not render text.
+    """
+    messages = build_messages(note, prefill_think=prefill_think)
+    if prefill_think:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    else:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template returned {type(text).__name__}, not str")
+    return text

@@ -1,6 +1,6 @@
 """Generation with a local ``transformers`` causal LM: batched ``generate``, CPU or GPU.
 
-Prompts are :func:`icdreward.trl.render_prompt` (the training template rendered with
+Prompts are :func:`icdreward.prompts.render_prompt` (the training template rendered with
 the tokenizer's chat template and ``continue_final_message=True``), padded on the
 left so that every prompt of a batch ends where generation starts. Sampling is
 greedy at temperature 0, else ``do_sample`` with ``temperature`` and ``top_p``; each
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from icdreward.trl import render_prompt
+from icdreward.prompts import render_prompt
 
 from ._params import SamplingParams
 from ._rows import NoteRow
