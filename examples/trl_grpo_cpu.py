@@ -33,7 +33,7 @@ import torch
 
 from icdreward import RewardEngine
 from icdreward.prompts import SYSTEM_PROMPT, THINK_PREFILL, USER_TEMPLATE
-from icdreward.trl import TRLRewards, render_prompt
+from icdreward_trl import TRLRewards, render_prompt
 
 NOTES = Path(__file__).with_name("notes.jsonl")
 COMPLETIONS = Path(__file__).with_name("completions.jsonl")
@@ -171,7 +171,7 @@ def build_dataset(tokenizer: Any, notes: Sequence[dict[str, Any]], repeat: int =
     """A ``datasets.Dataset``: ``prompt`` (text ending with ``<think>``), ``note``, ``codes``.
 
     The prompt is :func:`icdreward.prompts.build_messages` rendered with
-    ``continue_final_message=True`` (:func:`icdreward.trl.render_prompt`): TRL 1.16 would
+    ``continue_final_message=True`` (:func:`icdreward.prompts.render_prompt`): TRL 1.16 would
     render a conversational prompt with ``add_generation_prompt=True`` and close the
     prefilled ``<think>``. ``note`` and ``codes`` reach the reward functions as columns.
     """

@@ -346,7 +346,7 @@ def test_hf_model_generates_resumes_and_records_sampling(
 
 def test_hf_greedy_is_deterministic_and_continues_the_prompt(tiny_model: Path) -> None:
     from icdreward.generation import generate_hf, load_hf
-    from icdreward.trl import render_prompt
+    from icdreward.prompts import render_prompt
 
     model, tokenizer, device = load_hf(str(tiny_model), "cpu")
     assert tokenizer.padding_side == "left"

@@ -19,8 +19,9 @@ def _packages_in(directory: Path, name: str) -> set[str]:
 
 _ROOTS = {
     "icdreward": ROOT / "src" / "icdreward",
-    "icdreward_plugins": ROOT / "plugins",
+    "icdreward_plugins": ROOT / "plugins" / "icdreward_plugins",
     "icdreward_verl": ROOT / "integrations" / "verl" / "icdreward_verl",
+    "icdreward_trl": ROOT / "integrations" / "trl" / "icdreward_trl",
 }
 
 

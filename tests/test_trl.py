@@ -25,7 +25,7 @@ from packaging.version import Version
 
 from icdreward import Reward, RewardEngine, RewardOutput, ScoringBatch, load_config
 from icdreward.plugin import PluginManager, hookimpl
-from icdreward.trl import TRLRewards, completion_text, group_ids, render_prompt
+from icdreward_trl import TRLRewards, completion_text, group_ids, render_prompt
 
 from _texts import completion
 
@@ -240,7 +240,7 @@ def test_columns_are_configurable_and_a_missing_gold_column_is_named(
     assert rewards.functions[1](**kwargs) == [75.0]
     with pytest.raises(KeyError, match=r"'label'.*\(admission, codes\)"):
         rewards.functions[1](**trl_kwargs([GOOD], ["p"], codes=["M5116"], admission=[NOTE]))
-    with caplog.at_level(logging.WARNING, logger="icdreward.trl"):
+    with caplog.at_level(logging.WARNING, logger="icdreward_trl"):
         TRLRewards(judged).total(**trl_kwargs([GOOD], ["p"], gold=["M5116"]))
     assert "no note column 'note'" in caplog.text
 
@@ -258,7 +258,7 @@ def test_bad_batches_never_raise_into_the_trainer(
         raise RuntimeError("engine bug")
 
     monkeypatch.setattr(judged, "score", broken)
-    with caplog.at_level(logging.ERROR, logger="icdreward.trl"):
+    with caplog.at_level(logging.ERROR, logger="icdreward_trl"):
         out = call_all(rewards.functions, trl_kwargs([GOOD, BAD], ["p"] * 2, gold=["M5116"] * 2))
     assert out == [[None, None]] * 5 and rewards.scorings == 2
     assert "could not score a batch of 2" in caplog.text and "engine bug" in caplog.text

@@ -58,7 +58,7 @@ __all__ = [
     "render_prompt",
 ]
 
-log = logging.getLogger("icdreward.trl")
+log = logging.getLogger("icdreward_trl")
 
 DEFAULT_GOLD_COLUMNS: tuple[str, ...] = ("gold", "codes")
 """Dataset columns searched, in order, for the gold code(s) of each sample."""
@@ -400,7 +400,7 @@ class TRLRewards:
                 "the prompts are chat messages ending with an assistant message (the "
                 "prefilled <think>); TRL's GRPOTrainer renders them with "
                 "add_generation_prompt=True, which closes that turn instead of continuing "
-                "it. Render the prompts to text with icdreward.trl.render_prompt."
+                "it. Render the prompts to text with icdreward.prompts.render_prompt."
             )
 
     def _report(
