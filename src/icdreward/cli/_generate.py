@@ -12,6 +12,7 @@ from typing import Any
 
 from icdreward.cli._app import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Command, error
 from icdreward.cli._arguments import count, positive_int
+from icdreward.cli._signals import terminating_cleanly
 from icdreward.generation import (
     EndpointOptions,
     NoteRow,
@@ -176,7 +177,8 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         n=args.n,
     )
-    done = prepare_output(args.output, params.n) if args.output != "-" else set()
+    with terminating_cleanly():  # SIGTERM while the file is rewritten: no copy left
+        done = prepare_output(args.output, params.n) if args.output != "-" else set()
     todo = [row for row in rows if row_key(row.id) not in done]
     skipped = len(rows) - len(todo)
     try:

@@ -16,6 +16,7 @@ import torch
 from icdreward.cli import _render
 from icdreward.cli._app import EXIT_OK, EXIT_USAGE, Command, error
 from icdreward.cli._arguments import positive_int
+from icdreward.cli._signals import terminating_cleanly
 from icdreward.engine import RewardEngine
 from icdreward.groups import group_statistics
 from icdreward.inputs import FORMATS, ScoringReader, ScoringRows
@@ -40,7 +41,9 @@ Where the output goes:
     on stdout;
   * with --output FILE, one JSON object per row (the keys of ScoreResult.to_records():
     score, one per component, code, parse_failure, invalid_code, failed) is written to
-    FILE, in input order; FILE only appears once every row is scored;
+    FILE, in input order; FILE only appears once every row is scored (rows are
+    written to .FILE.PID.partial beside it, which is renamed at the end, and deleted
+    on an error, SIGINT, SIGTERM or SIGHUP);
   * with --output -, those records go to stdout and the summary to stderr.
 
 Rows are scored in chunks of --chunk-size rows (consecutive rows of one group stay in
@@ -50,7 +53,7 @@ holds more than one chunk and stderr is a terminal. --json prints the summary as
 
 Exit status: 0 on success; 2 when INPUT, the configuration or the arguments are bad
 (one line on stderr names the file, row, field and value); 1 when a component with the
-failure policy "raise" failed.
+failure policy "raise" failed; 130 on SIGINT; 143 on SIGTERM while writing --output FILE.
 """
 
 
@@ -206,17 +209,19 @@ def _records_sink(output: str | None) -> Iterator[TextIO | None]:
         return
     target = Path(output)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        handle = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        exc.filename = output
-        raise
-    try:
-        with handle:
-            yield handle
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    # Registered before it exists: SIGTERM at any point deletes it and exits with 143.
+    with terminating_cleanly(partial):
+        try:
+            handle = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            exc.filename = output
+            raise
+        try:
+            with handle:
+                yield handle
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -81,8 +81,14 @@ def prepare_output(path: str, n: int) -> set[str]:
     keep = [line for key, line in kept if key in done]
     if dropped or len(keep) != len(kept):
         temp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        temp.write_bytes(b"".join(line + b"\n" for line in keep))
-        os.replace(temp, file)
+        try:
+            temp.write_bytes(b"".join(line + b"\n" for line in keep))
+            os.replace(temp, file)
+        except BaseException:
+            # Also on KeyboardInterrupt and the CLI's SystemExit on SIGTERM: the file
+            # itself is untouched until the replace, so only the copy has to go.
+            temp.unlink(missing_ok=True)
+            raise
     return done
 
 
