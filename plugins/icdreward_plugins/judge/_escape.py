@@ -54,32 +54,36 @@ import unicodedata
 
 __all__ = ["clip", "neutralize"]
 
-_LINE_BREAK = re.compile("\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+_LINE_BREAKS = "\r\x0b\x0c\x85\u2028\u2029"
+_LINE_BREAK = re.compile(f"[{_LINE_BREAKS}]")
 
 # Cc and Cf of Unicode 15.1, listed by hand (computing them from ``unicodedata`` costs
 # a third of a second at import), and the rest of the Default_Ignorable_Code_Point
 # property. Ranges reserved for future format characters (U+2060-206F, U+FFF0-FFF8,
 # U+E0000-E0FFF) are taken whole. A test checks that neutralize deletes every Cc and
 # Cf character of the running Python.
+_ASCII_INVISIBLE = "\x00-\x08\x0e-\x1f\x7f"
 _INVISIBLE_CLASS = (
-    "\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f"
+    "\x80-\x84\x86-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f"
     "\u0890\u0891\u08e2\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd\U000110cd"
     "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 )
-_INVISIBLE = re.compile(f"[{_INVISIBLE_CLASS}]")
+# ASCII text (most notes and traces) is scanned for the few ASCII controls only.
+_INVISIBLE_IN_ASCII = re.compile(f"[{_ASCII_INVISIBLE}]")
+_INVISIBLE = re.compile(f"[{_ASCII_INVISIBLE}{_INVISIBLE_CLASS}]")
 
 _LEFT_ANGLES = "\u2039\u3008\u27e8\u276c\u276e\u2770\u29fc\u300a\u27ea\u2991\u2993\u02c2\u1438"
 _RIGHT_ANGLES = "\u203a\u3009\u27e9\u276d\u276f\u2771\u29fd\u300b\u27eb\u2992\u2994\u02c3\u1433"
 _LEFT_MARK, _RIGHT_MARK = "\u2039", "\u203a"
-_MARKS = str.maketrans(
-    {
-        **dict.fromkeys(_LEFT_ANGLES, _LEFT_MARK),
-        **dict.fromkeys(_RIGHT_ANGLES, _RIGHT_MARK),
-        "{": "\uff5b",
-        "}": "\uff5d",
-    }
-)
+_MARK_OF = {
+    **dict.fromkeys(_LEFT_ANGLES, _LEFT_MARK),
+    **dict.fromkeys(_RIGHT_ANGLES, _RIGHT_MARK),
+    "{": "\uff5b",
+    "}": "\uff5d",
+}
+# A regex finds the few characters to replace; str.translate would look up every one.
+_MARKED = re.compile(f"[{re.escape(''.join(_MARK_OF))}]")
 
 # A "<" is kept only where it cannot open anything: before a number, a comparison or
 # an arrow ("<5 mm", "< 0.5", "<=", "<-"), or at the very end.
@@ -96,17 +100,33 @@ def neutralize(text: str) -> str:
     documentation. The meaning of the text is kept: only invisible characters are
     deleted, and markup characters are replaced by look-alikes.
     """
-    if not text.isascii():
+    ascii = text.isascii()
+    if not ascii:
         text = text.encode("utf-8", "replace").decode("utf-8")
-    text = _INVISIBLE.sub("", _LINE_BREAK.sub("\n", text))
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    text = text.translate(_MARKS)
+    # Each step runs only when the text holds what it changes: the `in` tests are
+    # far cheaper than a regular-expression scan of text that has nothing to change.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if any(c in text for c in _LINE_BREAKS):
+        text = _LINE_BREAK.sub("\n", text)
+    if ascii:
+        text = _INVISIBLE_IN_ASCII.sub("", text)
+        if "{" in text or "}" in text:
+            text = text.replace("{", _MARK_OF["{"]).replace("}", _MARK_OF["}"])
+    else:
+        text = _INVISIBLE.sub("", text)
+        if not unicodedata.is_normalized("NFKC", text):
+            text = unicodedata.normalize("NFKC", text)
+        text = _MARKED.sub(_mark, text)
     if "<" in text:
         text = _TAG_OPEN.sub(_LEFT_MARK, text)
     if "[" in text:
         text = _BRACKET_WORD.sub(_BRACKET_MARK, text)
     return text
+
+
+def _mark(match: re.Match[str]) -> str:
+    return _MARK_OF[match.group()]
 
 
 def clip(text: str, limit: int) -> str:
