@@ -30,8 +30,10 @@ judge server's tokenizer, which parses special tokens in the rendered chat text.
    becomes ``⁅``.
 
 Deletion comes before NFKC (so NFKC composes what the deleted characters kept apart),
-and every step after it only writes characters that no earlier step changes, so the
-result is a fixed point: ``neutralize(neutralize(t)) == neutralize(t)``. Every step is
+NFKC produces no character that step 3 deletes, and the marks written after it
+(``‹ › ⁅``) are stable under every step. The only mark NFKC changes is a full-width
+brace, which it folds back to ``{`` or ``}`` and step 6 writes again. So the result is
+a fixed point: ``neutralize(neutralize(t)) == neutralize(t)``. Every step is
 one linear pass (the regular expressions look ahead over one run of whitespace or
 letters, never back), so the cost is linear in the length of the text.
 
