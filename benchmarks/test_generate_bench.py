@@ -178,12 +178,11 @@ def test_generate_command(benchmark: Any, server: Any, notes: Path, tmp_path: Pa
 
 def _client_floor(url: str, rows: Any, params: SamplingParams) -> float:
     """Fastest wall time of the same requests sent by the bare transport, cap and all."""
-    from icdreward_plugins.judge._params import JudgeParams
-    from icdreward_plugins.judge._transport import Transport
+    from icdreward.openai_client import OpenAIClient
 
     bodies = [request_body(row.note, params, 0) for row in rows]
 
-    async def send_all(transport: Transport) -> float:
+    async def send_all(transport: OpenAIClient) -> float:
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(body: dict[str, Any]) -> None:
@@ -195,8 +194,7 @@ def _client_floor(url: str, rows: Any, params: SamplingParams) -> float:
         return time.perf_counter() - started
 
     async def measure() -> float:
-        judge = JudgeParams(base_url=url, model=MODEL, max_concurrency=CONCURRENCY)
-        transport = Transport(judge, "EMPTY")
+        transport = OpenAIClient([url], "EMPTY", timeout=30.0)
         try:
             await send_all(transport)  # warm the connections
             return min([await send_all(transport) for _ in range(ROUNDS)])

@@ -14,6 +14,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from icdreward.errors import IcdRewardError
+from icdreward.openai_client import require_openai, root_cause
 
 from ._params import JudgeParams
 
@@ -32,10 +33,7 @@ class JudgeUnreachableWarning(UserWarning):
 
 def probe(url: str, model: str, api_key: str, timeout: float) -> str | None:
     """One replica's problem (naming its URL), or None when it serves ``model``."""
-    import openai
-
-    from ._transport import root_cause
-
+    openai = require_openai()
     client = openai.OpenAI(base_url=url, api_key=api_key, max_retries=0, timeout=timeout)
     try:
         served = [m.id for m in client.models.list().data]

@@ -1,11 +1,11 @@
 """Generation through an OpenAI-compatible chat endpoint (``vllm serve MODEL``).
 
-The HTTP side is the judge's: one :class:`~icdreward_plugins.judge._transport.Transport`
-(the official ``openai`` ``AsyncOpenAI`` client, its own retries off) turns every
-failure into an ``AttemptFailed`` that says whether a retry can help; this module
-adds what the judge's runner adds: a concurrency cap (one semaphore over all
-requests), per-request timeouts and retries with exponential backoff and jitter that
-honour a 429's ``Retry-After``.
+The HTTP side is the core's :mod:`icdreward.openai_client`, which the LLM judge uses
+too: one :class:`~icdreward.openai_client.OpenAIClient` (the official ``openai``
+``AsyncOpenAI`` client, its own retries off) and
+:func:`~icdreward.openai_client.send_with_retries`, under one concurrency cap (a
+semaphore over all requests), with per-request timeouts and retries with exponential
+backoff and jitter that honour a 429's ``Retry-After``.
 
 Each sample is one request for the row's messages (:func:`icdreward.prompts.build_messages`)
 with ``continue_final_message = true`` and ``add_generation_prompt = false`` (the
@@ -16,13 +16,19 @@ of a row is sent with ``seed + k``.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
+from icdreward.openai_client import (
+    HttpBackend,
+    OpenAIClient,
+    RequestFailed,
+    RetryPolicy,
+    send_with_retries,
+)
 from icdreward.prompts import build_messages
 
 from ._params import SamplingParams
@@ -46,7 +52,8 @@ class EndpointOptions:
             5xx and malformed answers; never other 4xx).
         backoff, backoff_max: exponential backoff with jitter, in seconds.
         retry_after_max: the longest ``Retry-After`` honoured, in seconds.
-        http_backend: the judge's ``http_backend`` (``auto``, ``httpx``, ``aiohttp``).
+        http_backend: the client's HTTP transport: ``"aiohttp"``, ``"httpx"`` or
+            ``"auto"`` (aiohttp when installed), as the judge's ``http_backend``.
     """
 
     url: str
@@ -57,7 +64,17 @@ class EndpointOptions:
     backoff: float = 0.5
     backoff_max: float = 8.0
     retry_after_max: float = 30.0
-    http_backend: str = "auto"
+    http_backend: HttpBackend = "auto"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retries and backoff of these options."""
+        return RetryPolicy(
+            retries=self.retries,
+            backoff=self.backoff,
+            backoff_max=self.backoff_max,
+            retry_after_max=self.retry_after_max,
+        )
 
 
 def request_body(note: str, params: SamplingParams, sample: int) -> dict[str, Any]:
@@ -76,19 +93,6 @@ def request_body(note: str, params: SamplingParams, sample: int) -> dict[str, An
     if params.seed is not None:
         body["seed"] = params.seed + sample
     return body
-
-
-class _RowFailed(Exception):
-    pass
-
-
-def _judge_module(name: str) -> Any:
-    """A module of the judge plugin (``icdreward_plugins.judge``), imported on first use.
-
-    Imported by name: the judge plugin lives outside ``src/`` and is not part of the
-    core's type-checked import graph.
-    """
-    return importlib.import_module(f"icdreward_plugins.judge.{name}")
 
 
 def generate_endpoint(
@@ -114,17 +118,13 @@ async def _generate(
     on_done: Callable[[NoteRow, list[str]], None],
     on_failed: Callable[[NoteRow, str], None],
 ) -> None:
-    judge = _judge_module("_params").JudgeParams(
-        base_url=options.url,
-        model=params.model,
-        api_key=options.api_key,
-        style="chat",
-        http_backend=options.http_backend,
+    client = OpenAIClient(
+        [options.url],
+        options.api_key,
         timeout=options.timeout,
-        max_concurrency=options.concurrency,
+        http_backend=options.http_backend,
     )
-    transport = _judge_module("_transport").Transport(judge, options.api_key)
-    asker = _Asker(transport, options)
+    asker = _Asker(client, options)
     window = max(2 * options.concurrency, 1)
     pending: set[asyncio.Task[tuple[NoteRow, list[str] | str]]] = set()
     try:
@@ -139,7 +139,7 @@ async def _generate(
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-        await transport.aclose()
+        await client.aclose()
 
 
 async def _drain(
@@ -159,11 +159,12 @@ async def _drain(
 
 
 class _Asker:
-    """Requests with a shared concurrency cap and the judge runner's retry policy."""
+    """Requests with a shared concurrency cap and the options' retry policy."""
 
-    def __init__(self, transport: Any, options: EndpointOptions) -> None:
-        self._transport = transport
+    def __init__(self, client: OpenAIClient, options: EndpointOptions) -> None:
+        self._client = client
         self._options = options
+        self._policy = options.retry_policy
         self._semaphore = asyncio.Semaphore(options.concurrency)
         self._random = random.Random()
 
@@ -172,39 +173,21 @@ class _Asker:
         results = await asyncio.gather(*samples, return_exceptions=True)
         texts: list[str] = []
         for result in results:
-            if isinstance(result, _RowFailed):
-                return row, str(result)
+            if isinstance(result, RequestFailed):
+                return row, result.reason
             if isinstance(result, BaseException):  # a bug: only this row fails
                 return row, f"request crashed: {type(result).__name__}: {result}"
             texts.append(result)
         return row, texts
 
     async def sample(self, body: dict[str, Any]) -> str:
-        attempt_failed: type[Exception] = _judge_module("_transport").AttemptFailed
-        o = self._options
-        failure: Any = None
-        for attempt in range(o.retries + 1):
-            async with self._semaphore:
-                try:
-                    answer = await self._transport.send(0, CHAT_PATH, body, o.timeout)
-                except attempt_failed as exc:
-                    failure = exc
-                else:
-                    text: str = answer.text
-                    return text
-            if not failure.retryable or attempt == o.retries:
-                break
-            await asyncio.sleep(self._delay(attempt, failure.retry_after))
-        assert failure is not None
-        if failure.retryable:
-            raise _RowFailed(f"{failure.reason} (gave up after {o.retries + 1} attempts)")
-        raise _RowFailed(failure.reason)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter; at least the server's ``Retry-After``."""
-        o = self._options
-        base = min(o.backoff_max, o.backoff * 2**attempt)
-        delay: float = base * (0.5 + 0.5 * self._random.random())
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, o.retry_after_max))
-        return delay
+        answer = await send_with_retries(
+            self._client,
+            CHAT_PATH,
+            body,
+            policy=self._policy,
+            timeout=self._options.timeout,
+            semaphore=self._semaphore,
+            rng=self._random,
+        )
+        return answer.text
