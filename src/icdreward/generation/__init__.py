@@ -4,8 +4,8 @@ Two back ends share the input rows (:func:`read_note_rows`), the output format
 (:func:`sample_records`) and resuming (:func:`prepare_output`):
 
 * :func:`generate_endpoint`: an OpenAI-compatible chat endpoint (``vllm serve``),
-  through the LLM judge's HTTP transport, with a concurrency cap, timeouts and
-  retries with backoff;
+  through the core's :mod:`icdreward.openai_client` (which the LLM judge uses too),
+  with a concurrency cap, timeouts and retries with backoff;
 * :func:`generate_hf`: a local ``transformers`` causal LM (:func:`load_hf`), batched
   ``generate`` with left padding, on CPU or GPU.
 
