@@ -7,9 +7,11 @@ Commands (``icdreward COMMAND --help`` describes each)::
     icdreward code CODE [--json]
     icdreward --version
 
-Every command lives in its own private module of this package that defines a
-``COMMAND`` (:class:`icdreward.cli._app.Command`); modules are discovered, so adding a
-command is adding one module. Errors in configuration or input files print one line
+Every core command lives in its own private module of this package that defines a
+``COMMAND`` (:class:`icdreward.cli.command.Command`); modules are discovered, so adding
+a command is adding one module. Installed packages add commands through the
+``icdreward_register_commands`` hook (``icdreward prepare`` comes from the verl
+integration that way). Errors in configuration or input files print one line
 on stderr and exit with status 2.
 """
 

@@ -1,20 +1,27 @@
 """Argument parsing, command discovery and error handling of the ``icdreward`` CLI.
 
-A command is a private module of :mod:`icdreward.cli` that defines ``COMMAND``::
+Commands come from two places, collected by :func:`commands`:
 
-    # src/icdreward/cli/_hello.py
-    from icdreward.cli._app import Command
+* the core's own: a private module of :mod:`icdreward.cli` that defines ``COMMAND``
+  (a :class:`~icdreward.cli.command.Command`)::
 
-    def _configure(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("name")
+      # src/icdreward/cli/_hello.py
+      from icdreward.cli.command import Command
 
-    def _run(args: argparse.Namespace) -> int:
-        print(f"hello {args.name}")
-        return 0
+      def _configure(parser: argparse.ArgumentParser) -> None:
+          parser.add_argument("name")
 
-    COMMAND = Command("hello", "say hello", _configure, _run)
+      def _run(args: argparse.Namespace) -> int:
+          print(f"hello {args.name}")
+          return 0
 
-Nothing else has to change: :func:`commands` finds it.
+      COMMAND = Command("hello", "say hello", _configure, _run)
+
+  Nothing else has to change: :func:`commands` finds it;
+* installed packages: the ``icdreward_register_commands`` hook of any entry point of
+  the ``icdreward`` group (``docs/plugins.md``), loaded with the same guard as reward
+  plugins: a plugin that fails to load or whose hook raises loses its commands, with
+  one warning line naming it, and every other command still works.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from icdreward.errors import (
     PluginLoadError,
     PluginWarning,
 )
+from icdreward.plugin import PluginManager
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Command", "build_parser", "commands", "main"]
 
@@ -82,8 +90,32 @@ class Command:
     report_plugin_warnings: bool = True
 
 
-def commands() -> list[Command]:
-    """Every command defined by a module of :mod:`icdreward.cli`, in help order."""
+def commands(manager: PluginManager | None = None) -> list[Command]:
+    """Every command, in help order: the core's modules', then the plugins' (``manager``).
+
+    Args:
+        manager: the plugins whose ``icdreward_register_commands`` hooks are asked
+            (default: a :class:`~icdreward.plugin.PluginManager` of the installed ones).
+
+    A plugin's command named like one of the core's is skipped with a
+    :class:`~icdreward.errors.PluginWarning` naming the plugin.
+    """
+    found = _core_commands()
+    manager = manager if manager is not None else PluginManager()
+    for name, entry in manager.commands.items():
+        if name in found:
+            warnings.warn(
+                f"icdreward plugin {entry.plugin!r}: its command {name!r} was skipped: "
+                "icdreward itself has a command of that name",
+                PluginWarning,
+                stacklevel=2,
+            )
+            continue
+        found[name] = entry.command
+    return sorted(found.values(), key=lambda c: (c.order, c.name))
+
+
+def _core_commands() -> dict[str, Command]:
     package = importlib.import_module("icdreward.cli")
     found: dict[str, Command] = {}
     for info in pkgutil.iter_modules(package.__path__):
@@ -95,7 +127,7 @@ def commands() -> list[Command]:
             if command.name in found:
                 raise RuntimeError(f"two CLI modules define the command {command.name!r}")
             found[command.name] = command
-    return sorted(found.values(), key=lambda c: (c.order, c.name))
+    return found
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -103,8 +135,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=32)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every discovered command."""
+def build_parser(manager: PluginManager | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every discovered command (see :func:`commands`)."""
     from icdreward import __version__
 
     parser = argparse.ArgumentParser(
@@ -115,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    for command in commands():
+    for command in commands(manager):
         child = sub.add_parser(
             command.name,
             help=command.help,
@@ -129,10 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    parser = build_parser()
+    # Plugin problems met while collecting commands are held back until the command is
+    # known: ``icdreward plugins`` lists them instead of warning.
+    with warnings.catch_warnings(record=True) as early:
+        warnings.simplefilter("always", PluginWarning)
+        parser = build_parser()
+    held = [w for w in early if issubclass(w.category, PluginWarning)]
+    for other in early:
+        if not issubclass(other.category, PluginWarning):
+            warnings.showwarning(
+                other.message, other.category, other.filename, other.lineno, other.file
+            )
     try:
         args = parser.parse_args(None if argv is None else list(argv))
     except SystemExit as exc:  # --help, --version and usage errors
+        for w in dict.fromkeys(str(w.message) for w in held):
+            warn(w)
         return _status(exc.code)
     command: Command | None = getattr(args, "_command", None)
     if command is None:
@@ -140,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: a command is required", file=sys.stderr)
         return EXIT_USAGE
     try:
-        with _plugin_warnings(report=command.report_plugin_warnings):
+        with _plugin_warnings(report=command.report_plugin_warnings, held=held):
             return command.run(args)
     except _USAGE_ERRORS as exc:
         error(exc)
@@ -172,11 +216,23 @@ def one_line(message: object) -> str:
 
 
 @contextmanager
-def _plugin_warnings(*, report: bool) -> Iterator[None]:
+def _plugin_warnings(*, report: bool, held: Sequence[warnings.WarningMessage]) -> Iterator[None]:
     """Show each :class:`PluginWarning` as one clean line on stderr (or not at all).
 
-    Other warnings are shown as Python would show them.
+    ``held`` are those already raised while the commands were collected: shown first.
+    A message is shown once, however many plugin managers the command makes. Other
+    warnings are shown as Python would show them.
     """
+    seen: set[str] = set()
+
+    def once(message: Warning | str) -> None:
+        text = str(message)
+        if report and text not in seen:
+            seen.add(text)
+            warn(text)
+
+    for w in held:
+        once(w.message)
     with warnings.catch_warnings():
         warnings.simplefilter("always", PluginWarning)
         shown = warnings.showwarning
@@ -190,8 +246,7 @@ def _plugin_warnings(*, report: bool) -> Iterator[None]:
             line: str | None = None,
         ) -> None:
             if issubclass(category, PluginWarning):
-                if report:
-                    warn(message)
+                once(message)
             else:
                 shown(message, category, filename, lineno, file, line)
 

@@ -13,8 +13,9 @@ __all__ = ["COMMAND", "plugin_report"]
 
 _DESCRIPTION = """\
 List every plugin of the "icdreward" entry-point group: its distribution and version,
-the module it comes from and the components it registers (rewards and parsers), then
-every plugin that failed to load, with the reason.
+the module it comes from, the components it registers (rewards and parsers) and the
+CLI commands it adds, then every plugin that failed to load, with the reason. A
+plugin may register only commands (the verl integration adds "prepare").
 
 Exit status: 0 when every plugin loaded, 1 when one failed to load.
 """
@@ -38,6 +39,7 @@ def plugin_report(manager: PluginManager | None = None) -> dict[str, Any]:
                 "module": p.module,
                 "rewards": list(p.rewards),
                 "parsers": list(p.parsers),
+                "commands": list(p.commands),
             }
             for p in loaded
         ],
@@ -66,7 +68,7 @@ def _print(report: dict[str, Any]) -> None:
     out = _render.console()
     loaded = _render.table(
         _plural(len(report["plugins"]), "plugin") + " loaded",
-        ["plugin", "distribution", "version", "module", "rewards", "parsers"],
+        ["plugin", "distribution", "version", "module", "rewards", "parsers", "commands"],
     )
     for p in report["plugins"]:
         loaded.add_row(
@@ -76,6 +78,7 @@ def _print(report: dict[str, Any]) -> None:
             p["module"],
             ", ".join(p["rewards"]) or "-",
             ", ".join(p["parsers"]) or "-",
+            ", ".join(p["commands"]) or "-",
         )
     _render.print_table(out, loaded)
     if report["failed"]:

@@ -10,6 +10,10 @@ A plugin is a module with ``@hookimpl`` functions, published under the
     def icdreward_register_rewards(register):
         register(MyReward)
 
+    @hookimpl                      # optional: CLI subcommands (icdreward.cli.command)
+    def icdreward_register_commands(register):
+        register(MY_COMMAND)
+
     # pyproject.toml
     [project.entry-points.icdreward]
     my_plugin = "my_plugin"
@@ -17,7 +21,7 @@ A plugin is a module with ``@hookimpl`` functions, published under the
 
 from __future__ import annotations
 
-from icdreward.plugin._manager import FailedPlugin, LoadedPlugin, PluginManager
+from icdreward.plugin._manager import FailedPlugin, LoadedPlugin, PluginCommand, PluginManager
 from icdreward.plugin._registry import (
     ComponentKind,
     ComponentRegistry,
@@ -32,6 +36,7 @@ __all__ = [
     "ComponentRegistry",
     "FailedPlugin",
     "LoadedPlugin",
+    "PluginCommand",
     "PluginManager",
     "Register",
     "RegisteredComponent",

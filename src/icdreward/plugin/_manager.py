@@ -4,6 +4,10 @@ Every entry point of the ``icdreward`` group is imported under its own guard: a
 plugin that fails to import, or whose registration hook raises, is named in a
 :class:`~icdreward.errors.PluginWarning` and skipped, so one broken third-party
 distribution never takes the engine down. ``strict=True`` raises instead.
+
+Entry points may also register CLI subcommands (``icdreward_register_commands``);
+those are collected only when asked for (:attr:`PluginManager.commands`, by the CLI),
+so building an engine never runs a command hook. A plugin may register only commands.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -20,7 +24,12 @@ from icdreward.errors import PluginLoadError, PluginWarning
 from icdreward.plugin import _spec
 from icdreward.plugin._registry import ComponentKind, ComponentRegistry
 
-__all__ = ["FailedPlugin", "LoadedPlugin", "PluginManager"]
+if TYPE_CHECKING:
+    from icdreward.cli.command import Command
+
+__all__ = ["FailedPlugin", "LoadedPlugin", "PluginCommand", "PluginManager"]
+
+_COMMAND_HOOK = "icdreward_register_commands"
 
 _HOOKS: dict[ComponentKind, str] = {
     "reward": "icdreward_register_rewards",
@@ -30,7 +39,7 @@ _HOOKS: dict[ComponentKind, str] = {
 
 @attrs.frozen
 class LoadedPlugin:
-    """A plugin that loaded, with what it registered."""
+    """A plugin that loaded, with what it registered (components and CLI commands)."""
 
     name: str
     distribution: str | None
@@ -38,6 +47,15 @@ class LoadedPlugin:
     module: str
     rewards: tuple[str, ...] = ()
     parsers: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class PluginCommand:
+    """A CLI subcommand and the plugin that registered it."""
+
+    plugin: str
+    command: Command
 
 
 @attrs.frozen
@@ -79,6 +97,7 @@ class PluginManager:
         self._failed: list[FailedPlugin] = []
         self._registry: ComponentRegistry | None = None
         self._provided: dict[str, dict[ComponentKind, list[str]]] = {}
+        self._commands: dict[str, PluginCommand] | None = None
         if entrypoints:
             self.load_entrypoints()
 
@@ -137,6 +156,7 @@ class PluginManager:
             return
         self._sources[source.name] = source
         self._registry = None
+        self._commands = None
 
     def _fail(
         self, name: str, dist: str | None, version: str | None, reason: str, exc: BaseException
@@ -147,6 +167,62 @@ class PluginManager:
         if self.strict:
             raise PluginLoadError(message) from exc
         warnings.warn(message, PluginWarning, stacklevel=3)
+
+    # -- commands ----------------------------------------------------------------
+
+    @property
+    def commands(self) -> dict[str, PluginCommand]:
+        """The CLI subcommands the loaded plugins register, by name (collected once).
+
+        Each plugin's ``icdreward_register_commands`` runs under its own guard: one
+        that raises, or registers something that is not a
+        :class:`~icdreward.cli.command.Command`, has its commands skipped with a
+        :class:`~icdreward.errors.PluginWarning` naming it (and is listed in
+        :attr:`failed`); its reward components are not affected. A command name that
+        an earlier plugin (in load order) registered is skipped with a warning naming
+        both.
+        """
+        if self._commands is None:
+            _ = self.registry  # a plugin whose reward or parser hook raised is gone first
+            self._commands = self._collect_commands()
+        return self._commands
+
+    def _collect_commands(self) -> dict[str, PluginCommand]:
+        # Imported here: the CLI's parts are only needed when commands are.
+        from icdreward.cli.command import Command
+
+        found: dict[str, PluginCommand] = {}
+        for impl in getattr(self._pm.hook, _COMMAND_HOOK).get_hookimpls():
+            plugin = impl.plugin_name
+            staged: list[Command] = []
+
+            def register(command: Command, _staged: list[Command] = staged) -> None:
+                if not isinstance(command, Command):
+                    raise TypeError(
+                        f"a command must be an icdreward.cli.command.Command, got {command!r}"
+                    )
+                _staged.append(command)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                source = self._sources[plugin]
+                reason = f"{_COMMAND_HOOK} raised {exc!r}"
+                self._fail(plugin, source.distribution, source.version, reason, exc)
+                continue
+            for command in staged:
+                taken = found.get(command.name)
+                if taken is not None:
+                    message = (
+                        f"icdreward plugin {plugin!r}: its command {command.name!r} was "
+                        f"skipped: plugin {taken.plugin!r} registers a command of that name"
+                    )
+                    if self.strict:
+                        raise PluginLoadError(message)
+                    warnings.warn(message, PluginWarning, stacklevel=3)
+                    continue
+                found[command.name] = PluginCommand(plugin, command)
+        return found
 
     # -- components --------------------------------------------------------------
 
@@ -216,8 +292,11 @@ class PluginManager:
 
     @property
     def plugins(self) -> tuple[LoadedPlugin, ...]:
-        """The loaded plugins with the components each registered, by name."""
+        """The loaded plugins with the components and commands each registered, by name."""
         _ = self.registry
+        by_plugin: dict[str, list[str]] = {}
+        for name, entry in self.commands.items():
+            by_plugin.setdefault(entry.plugin, []).append(name)
         return tuple(
             LoadedPlugin(
                 name=s.name,
@@ -226,12 +305,14 @@ class PluginManager:
                 module=s.module,
                 rewards=tuple(self._provided.get(s.name, {}).get("reward", ())),
                 parsers=tuple(self._provided.get(s.name, {}).get("parser", ())),
+                commands=tuple(by_plugin.get(s.name, ())),
             )
             for s in sorted(self._sources.values(), key=lambda s: s.name)
         )
 
     @property
     def failed(self) -> tuple[FailedPlugin, ...]:
-        """The plugins that failed to load, with the reason."""
+        """The plugins that failed to load (or to register their commands), with the reason."""
         _ = self.registry
+        _ = self.commands
         return tuple(self._failed)

@@ -7,14 +7,21 @@ inside a hook call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import pluggy
 
 from icdreward.plugin._registry import Register
+
+if TYPE_CHECKING:
+    from icdreward.cli.command import Command
 
 __all__ = [
     "PROJECT_NAME",
     "hookimpl",
     "hookspec",
+    "icdreward_register_commands",
     "icdreward_register_parsers",
     "icdreward_register_rewards",
 ]
@@ -34,3 +41,15 @@ def icdreward_register_rewards(register: Register) -> None:
 @hookspec
 def icdreward_register_parsers(register: Register) -> None:
     """Register output parsers: call ``register(ParserClass)`` once per class."""
+
+
+@hookspec
+def icdreward_register_commands(register: Callable[[Command], None]) -> None:
+    """Register CLI subcommands: call ``register(command)`` once per
+    :class:`icdreward.cli.command.Command`.
+
+    The command is then ``icdreward NAME``; its module is imported when any
+    ``icdreward`` command starts, so keep it light (import heavy packages inside the
+    command's ``run``). A command whose name is taken (by the core or an earlier
+    plugin) is skipped with a warning naming both.
+    """
