@@ -179,3 +179,17 @@ def test_strict_managers_raise_on_a_duplicate_command(publish: Publish) -> None:
     publish("second", icdreward_register_commands=lambda register: register(_hello()))
     with pytest.raises(PluginLoadError, match="'second': its command 'hello'"):
         _ = PluginManager(strict=True).commands
+
+
+def test_prepare_comes_from_the_verl_integration_through_the_hook(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manager = PluginManager()
+    entry = manager.commands["prepare"]
+    assert entry.plugin == "verl"
+    assert entry.command.run.__module__ == "icdreward_verl._cli"
+    code, out, _ = run(capsys, "plugins", "--json")
+    assert code == 0
+    verl = next(p for p in json.loads(out)["plugins"] if p["name"] == "verl")
+    assert verl["commands"] == ["prepare"] and verl["rewards"] == []
+    assert verl["module"] == "icdreward_verl._cli"

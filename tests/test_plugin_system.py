@@ -340,7 +340,13 @@ def test_builtin_plugins_constant_matches_the_entry_points() -> None:
         for ep in metadata.entry_points(group="icdreward")
         if ep.dist is not None and ep.dist.name == "icdreward"
     }
-    assert installed == dict(BUILTIN_PLUGINS)
+    # The built-in plugins are the plugins/ layer; the verl integration publishes an
+    # entry point of the same group that only adds the ``prepare`` CLI command.
+    plugins = {n: v for n, v in installed.items() if v.startswith("icdreward_plugins.")}
+    assert plugins == dict(BUILTIN_PLUGINS)
+    assert {n: v for n, v in installed.items() if n not in plugins} == {
+        "verl": "icdreward_verl._cli"
+    }
 
 
 # -- icdreward.plugin.testing: engines ----------------------------------------------------

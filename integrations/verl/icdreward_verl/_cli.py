@@ -1,16 +1,22 @@
-"""``icdreward prepare``: admission notes with codes to verl's training parquet."""
+"""``icdreward prepare``: admission notes with codes to verl's training parquet.
+
+The verl integration adds this command to the ``icdreward`` CLI through the
+``icdreward_register_commands`` hook (entry point ``verl`` of the ``icdreward`` group),
+so the core CLI never imports the integration.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-from icdreward.cli import _render
-from icdreward.cli._app import EXIT_OK, EXIT_USAGE, Command, error, warn
-from icdreward.cli._arguments import count, positive_int
+from icdreward.cli import command as cli
+from icdreward.cli.command import EXIT_OK, EXIT_USAGE, Command, count, error, positive_int, warn
 from icdreward.inputs import FORMATS
+from icdreward.plugin import hookimpl
 
 # Light to import (no verl, no pyarrow, no transformers until a run needs them), so
-# every CLI start, which imports all command modules, can afford it.
+# every CLI start, which loads every entry point of the group, can afford it.
 from icdreward_verl.data import (
     DEFAULT_ABILITY,
     DEFAULT_DATA_SOURCE,
@@ -20,7 +26,7 @@ from icdreward_verl.data import (
     prepare_dataset,
 )
 
-__all__ = ["COMMAND"]
+__all__ = ["COMMAND", "icdreward_register_commands"]
 
 _DESCRIPTION = f"""\
 Turn the admission notes with gold codes in INPUT into verl's training data:
@@ -130,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     report = prepare_dataset(args.input, args.output_dir, options)
     if args.json:
-        _render.print_json(report.to_dict())
+        cli.print_json(report.to_dict())
     else:
         _print(report)
     for split, rows in report.written.items():
@@ -140,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print(report: PrepareReport) -> None:
-    out = _render.console()
+    out = cli.console()
     out.print(
         f"{report.input}: {_rows(report.rows_read)} read, {report.total_written} written, "
         f"{report.total_dropped} dropped",
@@ -148,22 +154,20 @@ def _print(report: PrepareReport) -> None:
         markup=False,
         soft_wrap=True,
     )
-    table = _render.table(None, ["split", "rows", "file"], right=["rows"])
+    table = cli.table(None, ["split", "rows", "file"], right=["rows"])
     for split, rows in report.written.items():
         table.add_row(split, str(rows), report.files[split])
-    _render.print_table(out, table)
+    cli.print_table(out, table)
     if report.dropped:
-        table = _render.table(None, ["dropped", "rows", "first rows"], right=["rows"])
+        table = cli.table(None, ["dropped", "rows", "first rows"], right=["rows"])
         for reason, rows in report.dropped.items():
             first = ", ".join(map(str, report.dropped_rows.get(reason, ())))
             more = ", ..." if rows > len(report.dropped_rows.get(reason, ())) else ""
-            table.add_row(reason, _render.fmt_count(rows, report.rows_read), first + more)
-        _render.print_table(out, table)
+            table.add_row(reason, cli.fmt_count(rows, report.rows_read), first + more)
+        cli.print_table(out, table)
     if report.longest_prompt is not None:
         out.print(
-            _render.key_value_lines(
-                [("longest prompt", f"{report.longest_prompt} tokens")], indent=1
-            ),
+            cli.key_value_lines([("longest prompt", f"{report.longest_prompt} tokens")], indent=1),
             markup=False,
         )
 
@@ -180,3 +184,9 @@ COMMAND = Command(
     run=_run,
     order=40,
 )
+
+
+@hookimpl
+def icdreward_register_commands(register: Callable[[Command], None]) -> None:
+    """Register ``icdreward prepare``."""
+    register(COMMAND)
