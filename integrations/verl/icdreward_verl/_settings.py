@@ -15,10 +15,10 @@ from typing import Any
 
 import attrs
 
-from icdreward._params import structure_params
 from icdreward.config import load_config, merge_config, read_config_file
 from icdreward.engine import RewardEngine
 from icdreward.errors import ConfigError
+from icdreward.params import structure_params
 
 __all__ = [
     "DEFAULT_PRESET",
