@@ -1,4 +1,9 @@
-"""Reading scoring input files: JSONL, CSV/TSV and parquet.
+"""Reading scoring input files: JSONL, CSV/TSV and parquet, through :mod:`icdreward.records`.
+
+The files are read by the one reader of row files (:class:`icdreward.records.RecordReader`:
+formats, row numbers, malformed-file errors); this module adds what makes a row a
+scoring row. :data:`FORMATS`, :func:`input_format` and :func:`json_type` are
+re-exported from there.
 
 Every row holds a ``completion`` and its ``gold`` code(s), optionally the admission
 ``note`` and the ``group`` (GRPO prompt group) it belongs to::
@@ -29,17 +34,15 @@ value. Row numbers are what an editor shows: the line number in JSONL and CSV fi
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
 
 from icdreward.errors import InputFileError
 from icdreward.golds import gold_items
+from icdreward.records import FORMATS, RecordReader, input_format, json_type
 
 __all__ = [
     "FORMATS",
@@ -50,16 +53,6 @@ __all__ = [
     "parse_gold",
     "read_scoring_rows",
 ]
-
-FORMATS: dict[str, str] = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-"""File suffix -> input format."""
 
 COMPLETION, GOLD, NOTE, GROUP = "completion", "gold", "note", "group"
 _COLUMNS = (COMPLETION, GOLD, NOTE, GROUP)
@@ -123,22 +116,6 @@ class _Row:
     group: Any
 
 
-def input_format(path: str | os.PathLike[str]) -> str:
-    """The format of a scoring file from its suffix: ``jsonl``, ``csv``, ``tsv``, ``parquet``.
-
-    Raises:
-        InputFileError: the suffix is not one of :data:`FORMATS`.
-    """
-    suffix = Path(path).suffix.lower()
-    try:
-        return FORMATS[suffix]
-    except KeyError:
-        known = ", ".join(FORMATS)
-        raise InputFileError(
-            str(path), f"unknown file type {suffix or '(no suffix)'!r}; use one of {known}"
-        ) from None
-
-
 def parse_gold(value: object, *, path: str = "<input>", row: int | None = None) -> tuple[str, ...]:
     """The gold codes of one row as a tuple of strings, primary first.
 
@@ -189,27 +166,20 @@ class ScoringReader:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         self.path = str(path)
-        self.format = input_format(path)
         self.chunk_size = chunk_size
-        file = Path(path)
-        if file.is_dir():
-            raise InputFileError(self.path, "is a directory, not a file")
-        try:
-            size = file.stat().st_size
-        except OSError as exc:
-            raise InputFileError(self.path, f"cannot read file: {exc.strerror}") from None
-        if size == 0:
-            raise InputFileError(self.path, "the file is empty")
-        self.total = size
-        self.position = 0
+        self._records = RecordReader(
+            path, check_columns=self._check_columns, columns=_COLUMNS, batch_size=chunk_size
+        )
+        self.format = self._records.format
+        self.total = self._records.total
         self.rows_read = 0
-        self._parquet: Any = None
-        if self.format == "parquet":
-            self._parquet = self._open_parquet()
-            self.total = int(self._parquet.metadata.num_rows)
+
+    @property
+    def position(self) -> int:
+        """Progress units consumed so far (bytes for text formats, rows for parquet)."""
+        return self._records.position
 
     def __iter__(self) -> Iterator[ScoringRows]:
-        self.position = 0
         self.rows_read = 0
         chunk: list[_Row] = []
         limit = self.chunk_size * _MAX_GROUP_CHUNK
@@ -239,135 +209,23 @@ class ScoringReader:
             rows=tuple(r.number for r in rows),
         )
 
-    # -- formats -----------------------------------------------------------------
-
-    def _rows(self) -> Iterator[_Row]:
-        if self.format == "jsonl":
-            return self._jsonl()
-        if self.format == "parquet":
-            return self._parquet_rows()
-        return self._csv("\t" if self.format == "tsv" else ",")
-
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        """(line number, text) of every line, advancing :attr:`position` in bytes."""
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the with below
-        except OSError as exc:
-            raise InputFileError(self.path, f"cannot read file: {exc.strerror}") from None
-        with handle:
-            for number, raw in enumerate(handle, 1):
-                self.position += len(raw)
-                try:
-                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputFileError(
-                        self.path,
-                        f"not valid UTF-8 text ({exc.reason} at byte {exc.start})",
-                        row=number,
-                        value=raw[max(0, exc.start - 20) : exc.start + 20],
-                    ) from None
-                yield number, text
-
-    def _jsonl(self) -> Iterator[_Row]:
-        for number, text in self._lines():
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text.strip())
-            except json.JSONDecodeError as exc:
-                raise InputFileError(
-                    self.path,
-                    f"invalid JSON: {exc.msg} at column {exc.colno}",
-                    row=number,
-                    value=text.strip(),
-                ) from None
-            if not isinstance(record, dict):
-                raise InputFileError(
-                    self.path,
-                    f"expected a JSON object, not {json_type(record)}",
-                    row=number,
-                    value=record,
-                )
-            yield self._row(number, record)
-
-    def _csv(self, delimiter: str) -> Iterator[_Row]:
-        # Completions with long reasoning traces exceed the csv module's default field
-        # limit of 128 KiB; the limit is process-wide, so it is only ever raised.
-        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-        lines = (text for _, text in self._lines())
-        reader = csv.reader(lines, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise InputFileError(self.path, "the file holds no rows")
-            columns = [name.strip() for name in header]
-            for required in (COMPLETION, GOLD):
-                if required not in columns:
-                    raise InputFileError(
-                        self.path,
-                        f"missing column {required!r} (columns: {', '.join(columns)})",
-                        row=1,
-                        field=required,
-                    )
-            index = {name: columns.index(name) for name in _COLUMNS if name in columns}
-            start = reader.line_num + 1
-            for values in reader:
-                number, start = start, reader.line_num + 1
-                if not values:
-                    continue
-                if len(values) != len(columns):
-                    raise InputFileError(
-                        self.path,
-                        f"the row has {len(values)} fields but the header has {len(columns)}",
-                        row=number,
-                        value=delimiter.join(values),
-                    )
-                record: dict[str, Any] = {}
-                for name, k in index.items():
-                    cell = values[k]
-                    if name in (NOTE, GROUP) and cell == "":
-                        continue  # an empty cell means the row has no note / group
-                    record[name] = cell
-                yield self._row(number, record)
-        except csv.Error as exc:
-            raise InputFileError(self.path, f"malformed CSV: {exc}", row=reader.line_num) from None
-
-    def _open_parquet(self) -> Any:
-        import pyarrow.parquet as pq
-
-        try:
-            handle = pq.ParquetFile(self.path)
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
-            raise InputFileError(self.path, f"cannot read parquet file: {exc}") from None
-        columns = list(handle.schema_arrow.names)
+    def _check_columns(self, columns: list[str], row: int | None) -> None:
         for required in (COMPLETION, GOLD):
             if required not in columns:
                 raise InputFileError(
                     self.path,
                     f"missing column {required!r} (columns: {', '.join(columns)})",
+                    row=row,
                     field=required,
                 )
-        return handle
 
-    def _parquet_rows(self) -> Iterator[_Row]:
-        handle = self._parquet
-        columns = [name for name in _COLUMNS if name in handle.schema_arrow.names]
-        number = 0
-        batches = handle.iter_batches(batch_size=self.chunk_size, columns=columns)
-        while True:
-            try:
-                batch = next(batches, None)
-            except Exception as exc:  # a corrupt page or column chunk
-                raise InputFileError(
-                    self.path, f"cannot read parquet file: {exc}", row=number + 1
-                ) from None
-            if batch is None:
-                return
-            data = batch.to_pydict()
-            for i in range(batch.num_rows):
-                number += 1
-                self.position += 1
-                yield self._row(number, {name: data[name][i] for name in columns})
+    def _rows(self) -> Iterator[_Row]:
+        # An empty CSV/TSV cell means the row has no note / group (a JSON "" is a value).
+        drop_empty = self.format in ("csv", "tsv")
+        for number, record in self._records:
+            if drop_empty and (record.get(NOTE) == "" or record.get(GROUP) == ""):
+                record = {k: v for k, v in record.items() if not (k in (NOTE, GROUP) and v == "")}
+            yield self._row(number, record)
 
     # -- rows --------------------------------------------------------------------
 
@@ -410,20 +268,3 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # exotic values whose == raises or returns arrays
         return False
-
-
-def json_type(value: object) -> str:
-    """How an error message names the type of a value read from a row ("a number")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
