@@ -8,12 +8,8 @@ path as a chain of ``find`` calls). Every score, flag and span must agree bit fo
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
-from unittest import mock
 
 import attrs
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +17,6 @@ from hypothesis import strategies as st
 from icdreward import Feature, RewardEngine
 from icdreward.codeset import CodeSet
 from icdreward.components import ComponentContext
-from icdreward_plugins import _scan, format_parser, reasoning
 from icdreward_plugins._scan import _newlines
 from icdreward_plugins.format_parser import TagParser, TagParserParams, _strip_span
 from icdreward_plugins.reasoning import ReasoningParams, ReasoningReward
@@ -93,23 +88,6 @@ def reference_fast_path(parser: TagParser, text: str) -> tuple[object, ...] | No
     return think, diagnosis, candidate, code, struct.pack(f"={len(Feature)}i", *row)
 
 
-@contextmanager
-def counts_in(mode: str) -> Iterator[None]:
-    """Parse and score with the C scans (as installed) or with the Python statements alone."""
-    if mode == "native":
-        assert _scan.NATIVE
-        yield
-    else:
-        with (
-            mock.patch.object(reasoning, "native_trace_counts", None),
-            mock.patch.object(format_parser, "native_well_formed_rows", None),
-        ):
-            yield
-
-
-MODES = ("native", "python")
-
-
 # -- inputs ---------------------------------------------------------------------------
 
 # Whitespace that str.strip removes beyond the ASCII kind, and letters whose case
@@ -170,20 +148,18 @@ _TAGS = st.sampled_from(
 def test_fast_path_matches_the_reference(codeset: CodeSet, text: str) -> None:
     parser = TagParser(TagParserParams(), ComponentContext(codeset=codeset))
     expected = reference_fast_path(parser, text)
-    for mode in MODES:
-        with counts_in(mode):
-            fast = parser._parse_well_formed([text])[0]
-            parsed = parser.parse([text])
-        if fast is not None:
-            start, end, *rest = fast
-            assert expected == (text[start:end], *rest), mode
-        if expected is not None:
-            think, diagnosis, candidate, code, features = expected
-            assert parsed.think == (think,), mode
-            assert (parsed.diagnosis, parsed.candidates, parsed.codes) == (
-                (diagnosis,), (candidate,), (code,),
-            ), mode  # fmt: skip
-            assert parsed.features[0].numpy().tobytes() == features, mode
+    fast = parser._parse_well_formed([text])[0]
+    parsed = parser.parse([text])
+    if fast is not None:
+        start, end, *rest = fast
+        assert expected == (text[start:end], *rest)
+    if expected is not None:
+        think, diagnosis, candidate, code, features = expected
+        assert parsed.think == (think,)
+        assert (parsed.diagnosis, parsed.candidates, parsed.codes) == (
+            (diagnosis,), (candidate,), (code,),
+        )  # fmt: skip
+        assert parsed.features[0].numpy().tobytes() == features
 
 
 @settings(max_examples=200, deadline=None)
@@ -204,10 +180,7 @@ def test_reasoning_matches_the_reference(
     reward = ReasoningReward(params, ComponentContext(codeset=default_engine.codeset))
     notes = [_NOTE if i % 3 else "" for i in range(len(texts))]
     batch = default_engine._prepare(texts, ["E119"] * len(texts), notes, None)
-    got = {}
-    for mode in MODES:
-        with counts_in(mode):
-            got[mode] = reward.score(batch)
+    got = reward.score(batch)
 
     parsed = batch.parsed
     ok = (parsed.feature(Feature.THINK_CHARS) > 0).tolist()
@@ -219,20 +192,17 @@ def test_reasoning_matches_the_reference(
         parsed.feature(Feature.THINK_CHARS) > 0, params.nonempty, params.length_penalty
     )
     expected = base + torch.tensor(extra, dtype=torch.float32)
-    for mode in MODES:
-        assert torch.equal(got[mode].view(torch.int32), expected.view(torch.int32)), mode
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_reasoning_on_long_repetitive_traces(default_engine: RewardEngine, mode: str) -> None:
+def test_reasoning_on_long_repetitive_traces(default_engine: RewardEngine) -> None:
     loop = "the answer is M51.16. " * 400
     texts = [
         f"{loop}</think><diagnosis>M51.16</diagnosis>",
         f"{'x' * 30_000}. {loop}</think><diagnosis>E119</diagnosis>",
         f"\n\n  {loop}\u2028</think>\n<diagnosis>M51.16</diagnosis>",
     ]
-    with counts_in(mode):
-        result = default_engine.score(texts, ["M5116"] * 3, [_NOTE] * 3)
+    result = default_engine.score(texts, ["M5116"] * 3, [_NOTE] * 3)
     reward = default_engine.rewards["reasoning"]
     p: ReasoningParams = reward.params
     parsed = result.parsed

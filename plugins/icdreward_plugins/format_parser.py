@@ -13,15 +13,13 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import attrs
 import torch
 
 from icdreward import Feature, ParsedBatch, Parser, Reward, ScoringBatch
 from icdreward.plugin import Register, hookimpl
-
-from ._scan import native_well_formed_rows
 
 __all__ = ["FormatParams", "FormatReward", "TagParser", "TagParserParams", "coerce_text"]
 
@@ -267,13 +265,6 @@ class TagParser(Parser):
     def _parse_well_formed(self, values: list[object]) -> list[_Parsed | None]:
         """:meth:`_well_formed_row` of each value (None for a value that is not a str)."""
         row_of = self._well_formed_row
-        if native_well_formed_rows is not None:
-            # The rows whose ending is memoized come from C, without a Python call per
-            # text; the rest (new endings, long ones) are built here, which memoizes them.
-            rows, misses = native_well_formed_rows(values, self._endings, _ENDING_CHARS)
-            for i in misses:
-                rows[i] = row_of(cast(str, values[i]))  # only str values are ever misses
-            return rows
         return [row_of(v) if type(v) is str else None for v in values]
 
     def _well_formed_row(self, text: str) -> _Parsed | None:

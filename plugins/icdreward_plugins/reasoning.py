@@ -5,7 +5,7 @@ repetition penalty, grounding of the trace in the admission note, and
 consistency of the trace with the predicted code's description. They use cheap,
 linear text counts (substring search against per-note and per-code term lists
 that are cached), because this runs for every sample of every GRPO step: the
-counts come from ``_scan``, in C where the extension was built.
+counts come from ``_scan``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from icdreward import Feature, Reward, ScoringBatch
 from icdreward.plugin import Register, hookimpl
 
-from ._scan import native_trace_counts, trace_counts
+from ._scan import trace_counts
 
 __all__ = ["ReasoningParams", "ReasoningReward"]
 
@@ -164,11 +164,7 @@ class ReasoningReward(Reward):
             note_terms = self._note_terms.get(note) or self._terms_of_note(note)
         if p.consistency and code:
             code_terms = self._code_terms.get(code) or self._terms_of_code(code)
-        counts = None
-        if native_trace_counts is not None:
-            counts = native_trace_counts(trace, note_terms, code_terms, _SENTENCE_CHARS, _TAIL)
-        if counts is None:
-            counts = trace_counts(trace, note_terms, code_terms, _SENTENCE_CHARS, _TAIL)
+        counts = trace_counts(trace, note_terms, code_terms, _SENTENCE_CHARS, _TAIL)
         blanks, sentences, distinct, tail_repeats, note_hits, code_hits = counts
         value = 0.0
         if p.min_words or p.max_words:
