@@ -1,25 +1,38 @@
 """Reward latency and throughput (pytest-benchmark).
 
-Targets (issue #2), on realistic ~2.3 KB completions (a think trace and one diagnosis):
-``deepicd-r1`` <= 3 us per completion, ``default`` with all four plugins <= 25 us per
-completion, parsing a 1 MB adversarial completion <= 20 ms. Each test asserts its target
-on the fastest round (the least disturbed by other work on the machine) and records
-the per-completion figures in ``extra_info``.
+Targets (issue #14), pure Python, on the varied corpus (``_corpus.completions``: golds
+and near misses from the whole code set, traces of 0-3 KB that differ, a share of
+malformed completions), batches of 512 and 4096: ``deepicd-r1`` <= 5 us per completion,
+``default`` with all four plugins <= 15 us per completion; parsing a 1 MB adversarial
+completion <= 20 ms, and parse time linear in input size.
 
-Run: ``pytest benchmarks --benchmark-only`` (or ``tox -e bench``).
+Each round scores a batch never seen before (another seed of the same corpus, made
+outside the timed call), after a warm-up on yet another batch: what a trainer sees step
+after step, with the plugins' memo tables holding what earlier steps left in them. The
+repetitive corpus (ten codes, five golds, where memo tables answer nearly everything) is
+measured as its own, explicitly named case. Each test asserts its target on the fastest
+round (the least disturbed by other work on the machine) and records the per-completion
+figures in ``extra_info``.
+
+Run: ``pytest benchmarks/test_reward_bench.py --benchmark-only`` (or ``tox -e bench``).
 """
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from icdreward import RewardEngine
 
-from _corpus import adversarial, completions
+from _corpus import adversarial, completions, repetitive_completions
 
-TARGET_US = {"deepicd-r1": 3.0, "default": 25.0}
+TARGET_US = {"deepicd-r1": 5.0, "default": 15.0}
+ROUNDS = 12
+_Corpus = Callable[[int, int], tuple[list[str], list[str], list[str]]]
 
 
 @pytest.fixture(scope="module", params=["deepicd-r1", "default"])
@@ -36,15 +49,34 @@ def _per_item(benchmark: Any, n: int) -> tuple[float, float]:
     return best, median
 
 
+def _run(benchmark: Any, engine: RewardEngine, batch: int, corpus: _Corpus) -> float:
+    engine.score(*corpus(batch, 10_000))  # a trainer's earlier steps
+    seeds = itertools.count(1)
+    sizes: list[int] = []
+
+    def fresh_batch() -> tuple[tuple[list[str], list[str], list[str]], dict[str, Any]]:
+        return corpus(batch, next(seeds)), {}
+
+    def score(texts: list[str], golds: list[str], notes: list[str]) -> None:
+        sizes.append(len(engine.score(texts, golds, notes)))
+
+    benchmark.pedantic(score, setup=fresh_batch, rounds=ROUNDS, warmup_rounds=1)
+    assert sizes and set(sizes) == {batch}
+    best, _ = _per_item(benchmark, batch)
+    return best
+
+
 @pytest.mark.parametrize("batch", [512, 4096])
 def test_preset_latency(benchmark: Any, engine: RewardEngine, batch: int) -> None:
-    texts, golds, notes = completions(batch)
-    engine.score(texts, golds, notes)  # warm the memo tables like a running trainer
-    result = benchmark.pedantic(
-        engine.score, args=(texts, golds, notes), rounds=15, iterations=1, warmup_rounds=2
-    )
-    assert len(result) == batch
-    best, _ = _per_item(benchmark, batch)
+    best = _run(benchmark, engine, batch, completions)
+    preset = engine.config.preset or ""
+    assert best <= TARGET_US[preset], f"{preset}: {best:.2f} us per completion"
+
+
+@pytest.mark.parametrize("batch", [512])
+def test_preset_latency_repetitive(benchmark: Any, engine: RewardEngine, batch: int) -> None:
+    # The best case for the memo tables; it must never be slower than the varied corpus.
+    best = _run(benchmark, engine, batch, repetitive_completions)
     preset = engine.config.preset or ""
     assert best <= TARGET_US[preset], f"{preset}: {best:.2f} us per completion"
 
@@ -62,7 +94,6 @@ def test_parse_time_is_linear_in_input_size(benchmark: Any) -> None:
     """4x the input must cost about 4x the time (well under 8x), never quadratic."""
     engine = RewardEngine.from_preset("default")
     small, large = adversarial(1_000_000), adversarial(4_000_000)
-    import time
 
     def best_of(text: str) -> float:
         times = []
