@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import random
-import string
 
 import attrs
 
@@ -74,6 +73,7 @@ _TEMPLATES = [
     "{D} remains on the differential until cultures return.",
     "Given age {n} and these findings, {d} explains the symptoms best.",
 ]
+_DIGITS = "0123456789"
 _FREE_TEXT_POOL = 48
 _SENTENCE_POOL = 6000
 
@@ -163,8 +163,12 @@ def _near_miss(rng: random.Random, codes: _Codes, gold: str, outcome: str) -> st
             if codes.place[code[:3]][0] != chapter:
                 return code
     if outcome == "invalid":  # the shape of a code, but no such code this year
+        # Subdivisions that do not exist, and 7th characters where none belongs (what
+        # models get wrong), in a category that exists or one that does not.
         while True:
-            tail = "".join(rng.choices(string.ascii_uppercase + string.digits, k=rng.randint(1, 4)))
+            tail = "".join(rng.choices(_DIGITS, k=rng.randint(1, 3)))
+            if rng.random() < 0.3:
+                tail += rng.choice("ADS")
             code = gold[:3] + tail if rng.random() < 0.7 else rng.choice("UWXY") + gold[1:3] + tail
             if code not in codes.members:
                 return code
@@ -218,8 +222,8 @@ def _completion(rng: random.Random, codes: _Codes, gold: str) -> str:
     if layout == "loop":
         sentence = rng.choice(codes.sentences) + " "
         return sentence * (3000 // len(sentence)) + f"{end}<diagnosis>{answer}</diagnosis>"
-    if layout == "code_in_sentence":
-        words = codes.describe.get(predicted, "the above")
+    if layout == "code_in_sentence" and outcome not in ("free_text", "no_code"):
+        words = codes.describe.get(predicted, "the site given above")
         return f"{think}{end}<diagnosis>{answer} ({words.lower()})</diagnosis>"
     if layout == "unclosed_think":
         return f"{think}\n<diagnosis>{answer}</diagnosis>"
