@@ -19,9 +19,25 @@ from icdreward.codeset import CodeSet
 from icdreward.components import ComponentContext
 from icdreward_plugins._scan import _newlines
 from icdreward_plugins.format_parser import TagParser, TagParserParams, _strip_span
-from icdreward_plugins.reasoning import ReasoningParams, ReasoningReward
+from icdreward_plugins.reasoning import (
+    _PUNCTUATION,
+    _STEM,
+    _STOPWORDS,
+    ReasoningParams,
+    ReasoningReward,
+    _terms,
+)
 
 # -- references -----------------------------------------------------------------------
+
+
+def reference_terms(text: str, limit: int) -> tuple[str, ...]:
+    words = {w for w in text.lower().translate(_PUNCTUATION).split() if len(w) >= 4}
+    content = sorted(
+        (w for w in words if w not in _STOPWORDS and not w.isdigit()), key=lambda w: (-len(w), w)
+    )
+    stems = dict.fromkeys(w[:_STEM] for w in content[: limit * 2])
+    return tuple(stems)[:limit]
 
 
 def reference_repetition(trace: str) -> float:
@@ -130,6 +146,21 @@ def test_strip_span_is_strip(text: str, data: st.DataObject) -> None:
     a, b = _strip_span(text, start, end)
     assert text[a:b] == text[start:end].strip()
     assert start <= a <= b <= end
+
+
+_WORDY = st.text(
+    alphabet=st.sampled_from("abcdeABCDE0123 .,;-'\n\t\x1c\x1d\x1e\x1f\x00\x7f" + _ODD + "²½"),
+    max_size=200,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_WORDY, st.lists(st.sampled_from([*_SENTENCES, _NOTE]), max_size=8).map(" ".join),
+                 st.text(max_size=100)), st.integers(1, 10))  # fmt: skip
+def test_terms_are_the_reference(text: str, limit: int) -> None:
+    assert _terms(text, limit) == reference_terms(text, limit)
+    ascii_text = text.encode("ascii", "ignore").decode("ascii")  # the bytes path
+    assert _terms(ascii_text, limit) == reference_terms(ascii_text, limit)
 
 
 @given(st.text(alphabet=st.sampled_from("a\n" + _ODD)))

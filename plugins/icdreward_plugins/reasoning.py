@@ -39,6 +39,12 @@ elsewhere encounter initial subsequent sequela type region site part left right 
 status
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_ASCII_STOPWORDS = frozenset(word.encode("ascii") for word in _STOPWORDS)
+_ASCII_FOLD = bytes(
+    32 if chr(b) in string.punctuation or chr(b) in "\x1c\x1d\x1e\x1f"
+    else b + 32 if 65 <= b <= 90 else b
+    for b in range(256)
+)  # fmt: skip
 _STEM = 6
 _TAIL = 40
 _SENTENCE_CHARS = 12
@@ -47,13 +53,29 @@ _CACHE_SIZE = 4096
 
 
 def _terms(text: str, limit: int) -> tuple[str, ...]:
-    """Distinct content-word stems of ``text``, longest words first, at most ``limit``."""
-    words = {w for w in text.lower().translate(_PUNCTUATION).split() if len(w) >= 4}
-    content = sorted(
-        (w for w in words if w not in _STOPWORDS and not w.isdigit()), key=lambda w: (-len(w), w)
-    )
-    stems = dict.fromkeys(w[:_STEM] for w in content[: limit * 2])
-    return tuple(stems)[:limit]
+    """Distinct content-word stems of ``text``, longest words first, at most ``limit``.
+
+    The words are those of ``text.lower().translate(_PUNCTUATION).split()`` with at least
+    four characters, neither stop words nor all digits, ordered by length (longest
+    first) then alphabetically; their first six characters, without repeats.
+    """
+    if text.isascii():
+        # One bytes.translate folds case and blanks out punctuation (and the four ASCII
+        # separators that str.split, unlike bytes.split, splits on), with the same words
+        # as str.lower plus str.translate, about a quarter faster.
+        words: set[Any] = set(text.encode("ascii").translate(_ASCII_FOLD).split())
+        words -= _ASCII_STOPWORDS
+    else:
+        words = set(text.lower().translate(_PUNCTUATION).split())
+        words -= _STOPWORDS
+    # Filtering the distinct words (not every word) and sorting with C-level keys (two
+    # stable sorts give the order of the key (-len, word)) keep Python out of the loops.
+    content = sorted(sorted([w for w in words if len(w) >= 4 and not w.isdigit()]), key=len,
+                     reverse=True)  # fmt: skip
+    stems = [w[:_STEM] for w in content[: limit * 2]]
+    if stems and type(stems[0]) is bytes:
+        stems = [stem.decode("ascii") for stem in stems]
+    return tuple(dict.fromkeys(stems))[:limit]
 
 
 def _repetition(n: int, sentences: int, distinct: int, tail_repeats: int) -> float:
