@@ -48,8 +48,12 @@ _MEMO_KEY_CHARS = 128
 
 def _chars_of(key: tuple[Any, ...]) -> int:
     """Characters in a memo key's predicted code and gold code(s)."""
-    code, golds = key[0], key[1]
-    return len(code) + (len(golds) if isinstance(golds, str) else sum(map(len, golds)))
+    return len(key[0]) + _chars_of_golds(key[1])
+
+
+def _chars_of_golds(golds: str | tuple[str, ...]) -> int:
+    """Characters of one gold code, or of a sample's gold codes together."""
+    return len(golds) if isinstance(golds, str) else sum(map(len, golds))
 
 
 def _check_credit(_: Any, attribute: Any, value: Mapping[str, float]) -> None:
@@ -122,20 +126,24 @@ class HierarchyReward(Reward):
                 else repeat(0)
             )
             keys = list(zip(batch.parsed.codes, batch.golds, free, repeat(batch.max_golds)))
-        get = self._memo.get
-        values = [get(key) for key in keys]
+        values = list(map(self._memo.get, keys))
         if values and None not in values:
             # float32 values, stored as the floats tolist() gave: the same bits come back.
             return torch.frombuffer(array("f", values), dtype=torch.float32)
         out = self._prefix(batch) if p.mode == "prefix" else self._levels(batch)
         if len(self._memo) + len(keys) > _MEMO_SIZE:
             self._memo.clear()
-        # Long texts (rare) would make the memo hold megabytes.
-        self._memo.update(
-            (key, value)
-            for key, value in zip(keys, out.tolist(), strict=True)
-            if _chars_of(key) <= _MEMO_KEY_CHARS
+        pairs = zip(keys, out.tolist(), strict=True)
+        # Long texts (rare) would make the memo hold megabytes: when the longest code and
+        # gold codes of the batch are short, no key is long, and no key needs measuring.
+        golds = batch.primary_golds if p.mode == "prefix" else batch.golds
+        widest = max(map(len, batch.parsed.codes), default=0) + max(
+            map(_chars_of_golds, golds), default=0
         )
+        if widest <= _MEMO_KEY_CHARS:
+            self._memo.update(pairs)
+        else:
+            self._memo.update(pair for pair in pairs if _chars_of(pair[0]) <= _MEMO_KEY_CHARS)
         return out
 
     def _levels(self, batch: ScoringBatch) -> torch.Tensor:
