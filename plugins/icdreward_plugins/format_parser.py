@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Mapping, Sequence
+from itertools import compress
+from operator import not_
 from typing import Any, Literal
 
 import attrs
@@ -74,6 +76,8 @@ _pack_spans = struct.Struct(f"={_SPANS}i").pack
 # <diagnosis> and </diagnosis> from that "<").
 _Ending = tuple[str, str, str, bytes, int, int]
 _ENDING_CHARS = 2 * _MEMO_KEY_CHARS
+_ONLY_STR = {str}
+_UNSEEN: Any = object()  # an ending the memo has not read yet (None: not a fast row)
 
 
 @attrs.frozen
@@ -162,13 +166,15 @@ class TagParser(Parser):
             rows = [None] * len(values)
         texts: list[str] = values  # type: ignore[assignment]  # all str unless fixed below
         if None in rows:
-            texts = [v if type(v) is str else "" for v in values]
-            for i, row in enumerate(rows):
-                if row is None:
-                    value = values[i]
-                    text = value if type(value) is str else coerce_text(value)
+            if set(map(type, values)) != _ONLY_STR:
+                texts = [v if type(v) is str else "" for v in values]
+            # The indices of the rows left, found without a Python step per row.
+            for i in compress(range(len(rows)), map(not_, rows)):
+                value = values[i]
+                text = value if type(value) is str else coerce_text(value)
+                if texts is not values:  # (else every value is a str, and its own text)
                     texts[i] = "" if text is None else text
-                    rows[i] = self._parse_any(texts[i], text is None)
+                rows[i] = self._parse_any(texts[i], text is None)
         n = len(rows)
         if not n:
             empty: tuple[str, ...] = ()
@@ -204,9 +210,9 @@ class TagParser(Parser):
         # after batch: each distinct ending is read once.
         if len(text) - t1 <= _ENDING_CHARS:
             ending = text[t1:]
-            try:
-                known = self._endings[ending]
-            except KeyError:
+            # A miss is common on varied input: get() spares it a raised KeyError.
+            known = self._endings.get(ending, _UNSEEN)
+            if known is _UNSEEN:
                 known = self._ending_of(ending, 0)
                 if len(self._endings) >= _MEMO_SIZE:
                     self._endings.clear()
@@ -216,7 +222,10 @@ class TagParser(Parser):
         if known is None:
             return None
         diagnosis, candidate, code, head, d0, d1 = known
-        start, end = _strip_span(text, 0, t1)
+        if text[t1 - 1].isspace() or text[0].isspace():
+            start, end = _strip_span(text, 0, t1)
+        else:  # nothing to strip (about half of the traces): no call
+            start, end = 0, t1
         spans = _pack_spans(t1, t1 + d0, t1 + d1, len(text), end - start)
         return start, end, diagnosis, candidate, code, head + spans
 
