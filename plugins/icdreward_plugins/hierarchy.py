@@ -41,6 +41,12 @@ _LEVEL_COLUMNS = {
     "sub5": LEVELS.index("sub5"),
     "sub6": LEVELS.index("sub6"),
 }
+# The credit levels are adjacent columns: read them as a slice (a view), not with an
+# index tensor. Gathering columns by advanced indexing runs on torch's intra-op threads,
+# and on a busy machine waiting for them cost 200x the gather itself (14 ms for 4096
+# codes on 2 shared cores, against 70 us on one thread).
+_LEVEL_SLICE = slice(min(_LEVEL_COLUMNS.values()), max(_LEVEL_COLUMNS.values()) + 1)
+assert list(_LEVEL_COLUMNS.values()) == list(range(_LEVEL_SLICE.start, _LEVEL_SLICE.stop))
 _DEFAULT_CREDIT = {"chapter": 0.1, "block": 0.2, "category": 0.5, "subcategory": 0.7, "full": 1.0}
 _MEMO_SIZE = 65_536
 _MEMO_KEY_CHARS = 128
@@ -100,7 +106,7 @@ class HierarchyReward(Reward):
         super().__init__(params, context)
         credit = {**_DEFAULT_CREDIT, **params.credit} if params.credit else {}
         sub = credit.get("subcategory", 0.0)
-        self._columns = torch.tensor(list(_LEVEL_COLUMNS.values()), dtype=torch.long)
+        self._columns = _LEVEL_SLICE
         self._credit = torch.tensor(
             [credit.get(name, sub if name in ("sub5", "sub6") else 0.0) for name in _LEVEL_COLUMNS],
             dtype=torch.float32,
