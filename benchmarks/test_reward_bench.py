@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from icdreward import RewardEngine
+from icdreward import Feature, RewardEngine
 
 from _corpus import adversarial, completions, repetitive_completions
 
@@ -107,3 +107,25 @@ def test_parse_time_is_linear_in_input_size(benchmark: Any) -> None:
     ratio = best_of(large) / best_of(small)
     benchmark.extra_info["ratio_4x_input"] = round(ratio, 2)
     assert ratio < 8.0
+
+
+def test_the_corpus_is_varied(benchmark: Any) -> None:
+    """What the targets above are measured on: many golds and codes, traces that differ."""
+    engine = RewardEngine.from_preset("default")
+    texts, golds, notes = benchmark.pedantic(completions, args=(4096, 1), rounds=3)
+    parsed = engine.parser.parse(texts)
+    codes = {code for code in parsed.codes if code}
+    sizes = [b - a for a, b in zip(*parsed.think_slices()[1:], strict=True)]
+    benchmark.extra_info.update(
+        golds=len(set(golds)), codes=len(codes), notes=len(set(notes)), texts=len(set(texts))
+    )
+    assert len(set(notes)) == 4096 // 8 and len(set(golds)) > 500  # per group, from 74,719
+    assert len(codes) > 2000 and len(set(texts)) > 4000
+    assert min(sizes) == 0 and 2500 < max(sizes) <= 3100
+    well_formed = parsed.flag(Feature.WELL_FORMED).float().mean().item()
+    assert 0.8 < well_formed < 0.95
+    # near misses at every level: some exact, some only the category, block or chapter
+    result = engine.score(texts, golds, notes)
+    credit = set(result.components["hierarchy"].tolist())
+    assert {1.0, 0.7, 0.5, 0.2, 0.1} <= {round(c, 6) for c in credit}
+    assert completions(64, 5) == completions(64, 5) != completions(64, 6)
