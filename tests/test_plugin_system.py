@@ -97,6 +97,10 @@ out["names"] = list(result.names)
 out["weights"] = result.weights
 out["components"] = {k: v.tolist() for k, v in result.components.items()}
 out["total"] = result.total.tolist()
+from icdreward.audit import audit
+out["audit"] = {
+    s.name: [s.rows, s.exploits, list(s.paid_by)] for s in audit(engine).strategies
+}
 try:
     RewardEngine.from_config(dict(config, plugins={"disable": ["example"]}))
 except ConfigError as exc:
@@ -166,6 +170,16 @@ def test_installed_example_is_weighted_into_the_total(example_run: dict[str, Any
         expected = sum(weights[n] * components[n][i] for n in names)
         assert total == pytest.approx(expected, abs=1e-6)
     assert example_run["total"][0] > 2.0  # the example's 2 x 1.25 is in there
+
+
+@pytest.mark.slow
+def test_installed_example_strategy_runs_in_the_audit(example_run: dict[str, Any]) -> None:
+    audit = example_run["audit"]
+    assert {"copy_note", "hedge", "name_the_code"} <= set(audit)  # built-ins and the plugin's
+    rows, _, paid_by = audit["name_the_code"]
+    assert rows > 0
+    # A trace that only names the code is what code_mentioned overpays: the audit says so.
+    assert "code_mentioned" in paid_by
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ _COMMAND_HOOK = "icdreward_register_commands"
 _HOOKS: dict[ComponentKind, str] = {
     "reward": "icdreward_register_rewards",
     "parser": "icdreward_register_parsers",
+    "strategy": "icdreward_register_strategies",
 }
 
 
@@ -48,6 +49,7 @@ class LoadedPlugin:
     rewards: tuple[str, ...] = ()
     parsers: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
+    strategies: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -306,6 +308,7 @@ class PluginManager:
                 rewards=tuple(self._provided.get(s.name, {}).get("reward", ())),
                 parsers=tuple(self._provided.get(s.name, {}).get("parser", ())),
                 commands=tuple(by_plugin.get(s.name, ())),
+                strategies=tuple(self._provided.get(s.name, {}).get("strategy", ())),
             )
             for s in sorted(self._sources.values(), key=lambda s: s.name)
         )

@@ -6,13 +6,18 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
+from icdreward.audit._strategy import Strategy
 from icdreward.components import Parser, Reward
 from icdreward.errors import DuplicateComponentError
 
 __all__ = ["ComponentKind", "ComponentRegistry", "Register", "RegisteredComponent"]
 
-ComponentKind = Literal["reward", "parser"]
-_BASES: dict[str, type[Any]] = {"reward": Reward, "parser": Parser}
+ComponentKind = Literal["reward", "parser", "strategy"]
+_BASES: dict[str, tuple[type[Any], str]] = {
+    "reward": (Reward, "icdreward.Reward"),
+    "parser": (Parser, "icdreward.Parser"),
+    "strategy": (Strategy, "icdreward.audit.Strategy"),
+}
 
 
 class Register(Protocol):
@@ -38,10 +43,13 @@ class ComponentRegistry:
 
     rewards: dict[str, RegisteredComponent] = attrs.field(factory=dict)
     parsers: dict[str, RegisteredComponent] = attrs.field(factory=dict)
+    strategies: dict[str, RegisteredComponent] = attrs.field(factory=dict)
 
     def table(self, kind: ComponentKind) -> dict[str, RegisteredComponent]:
         """The components of one kind, by name."""
-        return self.rewards if kind == "reward" else self.parsers
+        if kind == "reward":
+            return self.rewards
+        return self.parsers if kind == "parser" else self.strategies
 
     def add(
         self, kind: ComponentKind, cls: type[Any], plugin: str, name: str | None = None
@@ -52,11 +60,9 @@ class ComponentRegistry:
             TypeError: ``cls`` is not a subclass of the kind's base class or has no name.
             DuplicateComponentError: the name is taken, naming both plugins.
         """
-        base = _BASES[kind]
+        base, public = _BASES[kind]
         if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise TypeError(
-                f"a {kind} must be a subclass of icdreward.{base.__name__}, got {cls!r}"
-            )
+            raise TypeError(f"a {kind} must be a subclass of {public}, got {cls!r}")
         key = name or getattr(cls, "name", None)
         if not isinstance(key, str) or not key:
             raise TypeError(f"{cls.__name__} has no name: set the class attribute 'name'")

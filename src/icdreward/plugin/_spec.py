@@ -24,6 +24,7 @@ __all__ = [
     "icdreward_register_commands",
     "icdreward_register_parsers",
     "icdreward_register_rewards",
+    "icdreward_register_strategies",
 ]
 
 PROJECT_NAME = "icdreward"
@@ -52,4 +53,14 @@ def icdreward_register_commands(register: Callable[[Command], None]) -> None:
     ``icdreward`` command starts, so keep it light (import heavy packages inside the
     command's ``run``). A command whose name is taken (by the core or an earlier
     plugin) is skipped with a warning naming both.
+    """
+
+
+@hookspec
+def icdreward_register_strategies(register: Register) -> None:
+    """Register audit strategies: call ``register(StrategyClass)`` once per class.
+
+    A strategy (a subclass of :class:`icdreward.audit.Strategy`) builds a degenerate
+    completion from an honest one; ``icdreward audit`` checks that no reward pays it as
+    much as honesty. Ship strategies that attack your own reward components.
     """

@@ -95,6 +95,7 @@ BUILTIN_PLUGINS: Final[Mapping[str, str]] = types.MappingProxyType(
         "hierarchy": "icdreward_plugins.hierarchy",
         "judge": "icdreward_plugins.judge",
         "reasoning": "icdreward_plugins.reasoning",
+        "strategies": "icdreward_plugins.strategies",
     }
 )
 """The built-in plugins: entry-point name -> module (as in icdreward's ``pyproject.toml``)."""

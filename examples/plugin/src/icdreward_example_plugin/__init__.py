@@ -7,6 +7,11 @@ pays ``code`` when the first think trace names the predicted code (``M51.16`` or
 description that the trace contains. A completion without a valid code gets
 ``no_code``.
 
+It also ships the attack its own component invites, ``name_the_code``: a trace
+that only names the code and its description. ``icdreward audit`` runs it beside the
+built-in strategies and shows whether ``code_mentioned`` pays it more than honest
+reasoning does.
+
 Installed, the plugin is found through the ``icdreward`` entry-point group and
 configured like any built-in component::
 
@@ -26,9 +31,16 @@ from typing import Any
 import attrs
 import torch
 from icdreward import ComponentContext, Feature, Reward, ScoringBatch
+from icdreward.audit import AuditRow, Strategy
 from icdreward.plugin import Register, hookimpl
 
-__all__ = ["CodeMentioned", "CodeMentionedParams", "icdreward_register_rewards"]
+__all__ = [
+    "CodeMentioned",
+    "CodeMentionedParams",
+    "NameTheCode",
+    "icdreward_register_rewards",
+    "icdreward_register_strategies",
+]
 
 _STEM = 6
 """A key word counts when its first six letters appear ("radiculopathy" ~ "radicular")."""
@@ -134,3 +146,20 @@ def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
 def icdreward_register_rewards(register: Register) -> None:
     """Called once by icdreward's plugin manager: register the component classes."""
     register(CodeMentioned)
+
+
+class NameTheCode(Strategy):
+    """The degenerate trace ``code_mentioned`` invites: the code and its description."""
+
+    name = "name_the_code"
+    description = "the trace only names the code and its description"
+
+    def build(self, row: AuditRow) -> str | None:
+        words = row.codeset.describe(row.code) or ""
+        return row.completion_with(think=f"{row.answer}: {words}.")
+
+
+@hookimpl
+def icdreward_register_strategies(register: Register) -> None:
+    """Called by ``icdreward audit``: register the strategies that attack this plugin."""
+    register(NameTheCode)
