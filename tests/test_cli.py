@@ -70,9 +70,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for name in ("score", "generate", "eval", "plugins", "code"):
+    for name in ("score", "generate", "eval", "plugins", "audit", "code"):
         assert name in out
-    assert [c.name for c in commands()][:5] == ["score", "generate", "eval", "plugins", "code"]
+    names = [c.name for c in commands()][:6]
+    assert names == ["score", "generate", "eval", "plugins", "audit", "code"]
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

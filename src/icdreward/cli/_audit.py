@@ -118,5 +118,5 @@ COMMAND = Command(
     description=_DESCRIPTION,
     configure=_configure,
     run=_run,
-    order=15,
+    order=25,
 )
