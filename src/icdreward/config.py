@@ -48,7 +48,7 @@ __all__ = [
 
 FailurePolicy = Literal["fallback", "abstain", "raise"]
 _POLICIES: tuple[str, ...] = ("fallback", "abstain", "raise")
-_TOP_LEVEL = ("preset", "parser", "rewards", "failure", "plugins", "codeset")
+_TOP_LEVEL = ("preset", "parser", "rewards", "failure", "plugins", "codeset", "monitors")
 # Keys of a reward table that configure the engine's handling of the component;
 # everything else in the table is a parameter of the component itself.
 RESERVED_KEYS = ("component", "weight", "enabled", "on_failure", "fallback")
@@ -115,6 +115,7 @@ class EngineConfig:
     failure: FailureConfig = attrs.field(factory=FailureConfig)
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
     codeset_year: int = 2026
+    monitors: bool = True
     preset: str | None = None
     source: str = "<dict>"
 
@@ -208,6 +209,7 @@ def _validate(raw: Mapping[str, Any], source: str) -> EngineConfig:
         failure=_failure(raw.get("failure", {}), source),
         plugins=_plugins(raw.get("plugins", {}), source),
         codeset_year=_codeset_year(raw.get("codeset", {}), source),
+        monitors=_monitors(raw.get("monitors", True), source),
         preset=preset if isinstance(preset, str) else None,
         source=source,
     )
@@ -324,6 +326,12 @@ def _plugins(value: Any, source: str) -> PluginsConfig:
     if not isinstance(strict, bool):
         raise ConfigError(source, "plugins.strict", strict, "expected true or false")
     return PluginsConfig(disable=tuple(disable), strict=strict)
+
+
+def _monitors(value: Any, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(source, "monitors", value, "expected true or false")
+    return value
 
 
 def _codeset_year(value: Any, source: str) -> int:

@@ -37,6 +37,7 @@ from icdreward.config import (
 from icdreward.errors import ComponentFailure, UnknownComponentError
 from icdreward.golds import gold_codes
 from icdreward.groups import group_statistics
+from icdreward.monitors import batch_monitors
 from icdreward.plugin import ComponentKind, PluginManager
 from icdreward.result import ScoreResult
 
@@ -438,6 +439,7 @@ class RewardEngine:
             parsed=batch.parsed,
             gold_missing=gold_missing,
             groups=groups,
+            monitors=batch_monitors(batch) if self.config.monitors else {},
         )
 
     @staticmethod

@@ -45,6 +45,10 @@ class ScoreResult:
         gold_missing: ``bool [B]``, True where the gold label held no readable code (the
             sample then scores as a wrong answer; check the data).
         groups: per-group statistics when group ids were given.
+        monitors: reward-hacking monitors of the batch, by name (see
+            :mod:`icdreward.monitors`): shares of unparseable, invalid, non-billable and
+            unspecified answers, of traces copying the note, mean trace length, chapter
+            entropy and, with groups, the spread of codes within groups.
     """
 
     total: torch.Tensor
@@ -56,6 +60,7 @@ class ScoreResult:
     parsed: ParsedBatch
     gold_missing: torch.Tensor
     groups: GroupStats | None = None
+    monitors: dict[str, float] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
         return int(self.total.shape[0])
