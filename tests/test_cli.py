@@ -167,6 +167,7 @@ def test_score_output_file_holds_the_records(
         "hierarchy",
         "exact",
         "reasoning",
+        "integrity",
         "code",
         "parse_failure",
         "invalid_code",
@@ -254,7 +255,9 @@ def test_score_with_the_example_config(capsys: pytest.CaptureFixture[str]) -> No
     report = json.loads(out)
     assert report["config"] == str(config)
     weights = {c["name"]: c["weight"] for c in report["components"][1:]}
-    assert weights == {"format": 1.0, "hierarchy": 2.0, "exact": 0.0, "exact_any": 0.0}
+    assert weights == {
+        "format": 1.0, "hierarchy": 2.0, "exact": 0.0, "integrity": 1.0, "exact_any": 0.0
+    }  # fmt: skip
     means = {c["name"]: c["mean"] for c in report["components"]}
     # A secondary gold code counts for exact_any only: it must be the larger rate.
     assert means["exact_any"] > means["exact"]

@@ -16,7 +16,7 @@ def test_dict_over_preset_merges_and_overrides() -> None:
         {"preset": "default", "rewards": {"hierarchy": {"weight": 2.0}, "reasoning": False}}
     )
     keys = [r.key for r in cfg.rewards]
-    assert keys == ["format", "hierarchy", "exact"]
+    assert keys == ["format", "hierarchy", "exact", "integrity"]
     hierarchy = next(r for r in cfg.rewards if r.key == "hierarchy")
     assert hierarchy.weight == 2.0
     assert hierarchy.params["mode"] == "levels"  # kept from the preset
@@ -93,7 +93,7 @@ def test_unknown_component_lists_the_available_ones() -> None:
     with pytest.raises(UnknownComponentError) as info:
         RewardEngine.from_config({"rewards": {"mystery": {"weight": 1.0}}})
     assert info.value.field == "rewards.mystery"
-    assert "(available: exact, format, hierarchy, judge, reasoning)" in str(info.value)
+    assert "(available: exact, format, hierarchy, integrity, judge, reasoning)" in str(info.value)
 
 
 def test_alias_with_component_key() -> None:

@@ -187,7 +187,7 @@ def test_disabled_example_is_an_unknown_component(example_run: dict[str, Any]) -
     kind, field, message = example_run["disabled"]
     assert kind == UnknownComponentError.__name__
     assert field == "rewards.code_mentioned"
-    assert "available: exact, format, hierarchy, judge, reasoning" in message
+    assert "available: exact, format, hierarchy, integrity, judge, reasoning" in message
 
 
 # -- throwaway distributions ------------------------------------------------------------

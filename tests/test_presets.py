@@ -249,4 +249,6 @@ def test_default_total_range_is_as_documented(default_engine: RewardEngine) -> N
     best = default_engine.score([completion("M5116", trace)], [GOLD], notes=[note])
     worst = default_engine.score([""], [GOLD], notes=[note])
     assert 1.0 < best.total.item() < 1.5
-    assert worst.total.item() == pytest.approx(-1.1)  # -1 empty, -0.1 no trace at all
+    # -1 empty, -0.3 no trace at all (the full length penalty: no reasoning is the
+    # shortest reasoning).
+    assert worst.total.item() == pytest.approx(-1.3)

@@ -11,6 +11,7 @@ import attrs
 import torch
 
 from icdreward.audit._strategy import AuditRow, Strategy
+from icdreward.batch import Feature
 from icdreward.errors import ConfigError
 from icdreward.golds import gold_codes
 from icdreward.inputs import read_scoring_rows
@@ -88,8 +89,9 @@ class AuditReport:
 
     Attributes:
         rows: rows audited (honest completions with a valid predicted code).
-        skipped: input rows left out, because the engine could not read a valid code
-            from their honest completion (no strategy keeps "the same code" there).
+        skipped: input rows left out, because the engine read no valid code from their
+            honest completion, or mapped it from free text (no strategy keeps "the same
+            code" there).
         honest_mean: mean total of the honest completions.
         strategies: one report per strategy, in registration order.
         tolerance: the margin under which a strategy counts as reaching honest.
@@ -219,10 +221,13 @@ def _select(strategies: list[Strategy], only: Sequence[str] | None) -> list[Stra
 def _audit_rows(engine: RewardEngine, rows: list[HonestRow], honest: ScoreResult) -> list[AuditRow]:
     parsed = honest.parsed
     normalize = engine.codeset.normalize
+    # A code mapped from free text is not "the same code" once a strategy rewrites the
+    # answer block: such rows are skipped like rows without a code.
+    free_text = parsed.flag(Feature.FROM_FREE_TEXT).tolist()
     kept = []
     for k, row in enumerate(rows):
         code = parsed.codes[k]
-        if not code or not engine.codeset.is_valid(code):
+        if not code or free_text[k] or not engine.codeset.is_valid(code):
             continue
         kept.append(
             AuditRow(

@@ -93,6 +93,7 @@ BUILTIN_PLUGINS: Final[Mapping[str, str]] = types.MappingProxyType(
         "exact": "icdreward_plugins.exact",
         "format": "icdreward_plugins.format_parser",
         "hierarchy": "icdreward_plugins.hierarchy",
+        "integrity": "icdreward_plugins.integrity",
         "judge": "icdreward_plugins.judge",
         "reasoning": "icdreward_plugins.reasoning",
         "strategies": "icdreward_plugins.strategies",
