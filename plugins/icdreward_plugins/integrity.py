@@ -3,34 +3,44 @@
 Grounding in the note and consistency with the code's description are overlap terms:
 copying the note, or the code's description, maximises them. ``integrity`` (registered
 as a reward component of that name) charges what honest reasoning never does, so that
-for the same predicted code no degenerate completion scores as much as an honest one:
+for the same predicted code no degenerate completion scores as much as an honest one,
+and pays what only honest reasoning earns:
 
-- ``verbatim``: the trace is text of the note or of the code's descriptions. Three
+- ``own_words``: the trace says things in its own words: none of the stretches the
+  ``verbatim`` check looks up is note text, and it is neither a list of words nor of
+  descriptions. Copying can raise the overlap terms, never this one; a configuration
+  that pays it more than its overlap terms together leaves copying nothing to gain.
+
+- ``verbatim``: the trace is text of the note, or ICD-10-CM descriptions. Three
   stretches of ``probe_chars`` characters (at the start, middle and end of the trace)
-  are looked up verbatim in the note and in the descriptions of every code of the
-  predicted code's category; the value applies in full when all three are found, half
-  when two are, not at all for one (a quoted finding is not a copy).
-- ``word_list``: the trace reads as a list of words rather than sentences: one of three
-  windows of ``window_chars`` characters (start, middle, end) holds fewer than two
-  function words ("the", "of", "with", ...). Keyword stuffing and padding with note words
-  look like this; clinical prose, however terse, does not.
+  are looked up verbatim in the note; the value applies in full when all three are
+  found, half when two are, not at all for one (a quoted finding is not a copy). A
+  trace whose sentences include two or more ICD-10-CM descriptions or titles, verbatim,
+  is charged in full too.
+- ``word_list``: the trace reads as a list of words rather than sentences: a window of
+  ``window_chars`` characters in its middle or at its end holds fewer than two
+  function words ("the", "of", "with", ...) and fewer than two sentence marks. Keyword
+  stuffing and padding with note words look like this; clinical prose, however terse,
+  does not.
 - ``tags_in_trace``: answer or think tags inside the trace (a second answer hidden in
   the reasoning).
 - ``address_grader``: the trace speaks to whoever scores it ("ignore previous
-  instructions", "note to the grader", "award the maximum score").
+  instructions", "note to the grader", "award the maximum score"), in its first or last
+  ``edge_chars`` characters, where such text goes (a search of the whole trace for each
+  phrase would cost more than the rest of the component). Rule-based rewards ignore such
+  text anyway; the charge makes honest completions strictly better, and the judge's
+  prompt escaping keeps it from reaching the judge as instructions.
 - ``several_codes``: the answer block holds more than one valid code (a hedge or a list).
 
 Each check is a handful of substring searches per sample, linear in the trace's length.
-Values are added; use negative values. The ``default`` preset sets them; every value is
-0 (the check off) unless configured.
+Values are added: ``own_words`` positive, the others negative. The ``default`` preset
+sets them; every value is 0 (the check off) unless configured.
 """
 
 from __future__ import annotations
 
 import re
 import weakref
-from collections import OrderedDict
-from typing import Any
 
 import attrs
 import torch
@@ -41,11 +51,11 @@ from icdreward.plugin import Register, hookimpl
 
 __all__ = ["IntegrityParams", "IntegrityReward"]
 
-_FUNCTION_WORDS = re.compile(
-    r"\b(?:the|of|and|with|is|was|in|to|an?|for|this|that|which|on|by|as|or|at|from|are|be"
-    r"|it|has|had|no|not|but|than|so|there|were|his|her|he|she)\b",
-    re.IGNORECASE,
-)
+_FUNCTION_WORDS = frozenset(
+    ("the", "of", "and", "with", "is", "was", "in", "to", "a", "an", "for", "this", "that",
+     "which", "on", "by", "as", "or", "at", "from", "are", "be", "it", "has", "had", "no",
+     "not", "but", "than", "so", "there", "were", "his", "her", "he", "she")
+)  # fmt: skip
 _GRADER_PHRASES = (
     "grader",
     "evaluator",
@@ -57,8 +67,9 @@ _GRADER_PHRASES = (
 )
 _CODE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?")
 _TAGS = ("<diagnosis", "</diagnosis", "<think", "</think")
-_CACHE_SIZE = 4096
-_MIN_FUNCTION_WORDS = 2
+_MIN_LIST_WORDS = 8
+_PIECES = re.compile(r"[.;\n]+")
+_PREFIX_CHARS = 16
 
 
 @attrs.frozen
@@ -66,17 +77,22 @@ class IntegrityParams:
     """Parameters of the ``integrity`` reward (the keys of ``[rewards.integrity]``).
 
     Attributes:
-        verbatim: value when the trace is verbatim text of the note or of the
-            descriptions of the predicted code's family (see the module docstring).
+        own_words: value when the trace is in its own words: at least three probes long,
+            none of its probes verbatim note text, no list of descriptions or words.
+        verbatim: value when the trace is verbatim text of the note, or lists ICD-10-CM
+            descriptions (see the module docstring).
         word_list: value when the trace reads as a list of words, not sentences.
         tags_in_trace: value when the trace holds answer or think tags.
         address_grader: value when the trace addresses the grader.
         several_codes: value when the answer block holds more than one valid code.
         probe_chars: length of each stretch looked up for ``verbatim``.
         window_chars: length of each window checked for ``word_list``.
+        edge_chars: how much of the start and of the end of a trace ``address_grader``
+            reads.
         max_chars: only the first ``max_chars`` characters of a trace are analysed.
     """
 
+    own_words: float = 0.0
     verbatim: float = 0.0
     word_list: float = 0.0
     tags_in_trace: float = 0.0
@@ -84,6 +100,7 @@ class IntegrityParams:
     several_codes: float = 0.0
     probe_chars: int = attrs.field(default=40, validator=attrs.validators.ge(8))
     window_chars: int = attrs.field(default=160, validator=attrs.validators.ge(20))
+    edge_chars: int = attrs.field(default=300, validator=attrs.validators.ge(20))
     max_chars: int = attrs.field(default=20_000, validator=attrs.validators.ge(1))
 
 
@@ -93,19 +110,14 @@ class IntegrityReward(Reward):
     name = "integrity"
     Params = IntegrityParams
 
-    def __init__(self, params: IntegrityParams, context: Any) -> None:
-        super().__init__(params, context)
-        self._families: OrderedDict[str, str] = OrderedDict()
-
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         """One value per sample: the sum of the penalties that apply (0 for none)."""
         p: IntegrityParams = self.params
         sources, starts, ends = batch.parsed.think_slices()
+        trace_value = self._trace_value
         values = [
-            self._trace_value(text[a : min(b, a + p.max_chars)], note, code)
-            for text, a, b, note, code in zip(
-                sources, starts, ends, batch.notes, batch.parsed.codes, strict=True
-            )
+            trace_value(text[a : min(b, a + p.max_chars)], note)
+            for text, a, b, note in zip(sources, starts, ends, batch.notes, strict=True)
         ]
         if p.several_codes:
             codeset = self.context.codeset
@@ -114,62 +126,88 @@ class IntegrityReward(Reward):
                     values[k] += p.several_codes
         return torch.tensor(values, dtype=torch.float32)
 
-    def _trace_value(self, trace: str, note: str, code: str) -> float:
+    def _trace_value(self, trace: str, note: str) -> float:
         if not trace:
             return 0.0
         p: IntegrityParams = self.params
         value = 0.0
-        if p.verbatim:
-            found = _verbatim_probes(trace, note, self._family(code) if code else "", p.probe_chars)
+        copied = listed = False
+        if p.verbatim or p.own_words:
+            found = _verbatim_probes(trace, note, p.probe_chars)
+            if found < 3 and _lists_descriptions(trace, self.context.codeset):
+                found = 3
+            copied = found > 0
             if found >= 2:
                 value += p.verbatim * (found - 1) / 2
-        if p.word_list and _reads_as_list(trace, p.window_chars):
+        if (p.word_list or p.own_words) and _reads_as_list(trace, p.window_chars):
+            listed = True
             value += p.word_list
+        if p.own_words and not (copied or listed) and len(trace) >= 3 * p.probe_chars:
+            value += p.own_words
         if p.tags_in_trace and "<" in trace and any(tag in trace for tag in _TAGS):
             value += p.tags_in_trace
         if p.address_grader:
-            lowered = trace.lower()
-            if any(phrase in lowered for phrase in _GRADER_PHRASES):
+            edge = p.edge_chars
+            edges = (trace if len(trace) <= 2 * edge else trace[:edge] + trace[-edge:]).lower()
+            if any(phrase in edges for phrase in _GRADER_PHRASES):
                 value += p.address_grader
         return value
 
-    def _family(self, code: str) -> str:
-        # The n samples of a GRPO group mostly share a code: the text is built once.
-        family = self._families.get(code)
-        if family is None:
-            family = _family_text(self.context.codeset, code)
-            self._families[code] = family
-            if len(self._families) > _CACHE_SIZE:
-                self._families.popitem(last=False)
-        return family
 
-
-def _verbatim_probes(trace: str, note: str, family: str, width: int) -> int:
-    """How many of the trace's start, middle and end stretches are verbatim source text."""
-    if len(trace) < 3 * width or (len(note) < width and len(family) < width):
+def _verbatim_probes(trace: str, note: str, width: int) -> int:
+    """How many of the trace's start, middle and end stretches are verbatim note text."""
+    if len(trace) < 3 * width or len(note) < width:
         return 0
     step = (len(trace) - width) // 2
     # The middle first: most traces are not copies, and a miss there settles it unless
     # both ends are copies.
-    middle = _found(trace[step : step + width], note, family)
-    start = _found(trace[:width], note, family)
+    middle = trace[step : step + width] in note
+    start = trace[:width] in note
     if not (middle or start):
         return 0
-    return middle + start + _found(trace[2 * step : 2 * step + width], note, family)
+    return middle + start + (trace[2 * step : 2 * step + width] in note)
 
 
-def _found(probe: str, note: str, family: str) -> int:
-    return int(probe in note or probe in family)
+def _lists_descriptions(trace: str, codeset: CodeSet) -> bool:
+    """Whether the trace lists ICD-10-CM descriptions (or titles) verbatim, as sentences.
+
+    Two cheap looks decide whether to read the whole trace: does it start with a
+    description, or does the sentence after its middle? Only then are its sentences
+    looked up, and two or more descriptions among them make a list.
+    """
+    prefixes, known = _descriptions(codeset)
+    head = trace[:_PREFIX_CHARS].lower()
+    after = trace.find(". ", len(trace) // 2)
+    middle = trace[after + 2 : after + 2 + _PREFIX_CHARS].lower() if after >= 0 else ""
+    if head not in prefixes and middle not in prefixes:
+        return False
+    pieces = (piece.strip().lower() for piece in _PIECES.split(trace))
+    return sum(piece in known for piece in pieces) >= 2
 
 
 def _reads_as_list(trace: str, width: int) -> bool:
-    """Whether a window at the start, middle or end of the trace has under two function
-    words (prose has about one in three words; a window holds about 25 words)."""
-    if len(trace) < width:
-        return False  # too short to tell a list from a terse sentence
+    """Whether the middle or the end of the trace reads as a list of words.
+
+    A window of ``width`` characters (about 25 words) is a list when it holds fewer than
+    two different function words and fewer than two sentence marks (``.;:()?!``): prose has a
+    function word in about every third word, and terse clinical notes ("Febrile,
+    hypotensive despite fluids: septic. Urinary source (nitrites).") keep their
+    punctuation; keyword stuffing and padding have neither. Padding is appended and
+    stuffing fills the trace, so the middle and the end tell.
+    """
+    if len(trace) <= width:
+        if len(trace.split()) < _MIN_LIST_WORDS:
+            return False  # too short to tell a list from a terse sentence
+        return not _prose(trace)
     middle = (len(trace) - width) // 2
-    windows = (trace[:width], trace[middle : middle + width], trace[-width:])
-    return any(len(_FUNCTION_WORDS.findall(window)) < _MIN_FUNCTION_WORDS for window in windows)
+    return not (_prose(trace[middle : middle + width]) and _prose(trace[-width:]))
+
+
+def _prose(window: str) -> bool:
+    # Two different function words, found by one set intersection (no loop in Python).
+    if len(_FUNCTION_WORDS.intersection(window.lower().split())) >= 2:
+        return True
+    return sum(map(window.count, ".;:()?!")) >= 2
 
 
 def _several_codes(block: str, codeset: CodeSet) -> bool:
@@ -177,31 +215,23 @@ def _several_codes(block: str, codeset: CodeSet) -> bool:
     return sum(code in codeset for code in codes) > 1
 
 
-def _family_text(codeset: CodeSet, code: str) -> str:
-    """The descriptions of every code of ``code``'s category, its block and chapter."""
-    info = codeset.lookup(code)
-    if info is None:
-        return ""
-    members = _categories(codeset).get(info.category, ())
-    parts = [info.block_title, info.chapter_title, *(codeset.describe(c) or "" for c in members)]
-    return "\n".join(p for p in parts if p)
-
-
-_CATEGORY_CODES: weakref.WeakKeyDictionary[CodeSet, dict[str, tuple[str, ...]]] = (
+_DESCRIPTIONS: weakref.WeakKeyDictionary[CodeSet, tuple[frozenset[str], frozenset[str]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _categories(codeset: CodeSet) -> dict[str, tuple[str, ...]]:
-    # Built once per code set (about 0.1 s): category -> its codes, in tabular order.
-    table = _CATEGORY_CODES.get(codeset)
-    if table is None:
-        grouped: dict[str, list[str]] = {}
-        for member in codeset.codes():
-            grouped.setdefault(member[:3], []).append(member)
-        table = {category: tuple(codes) for category, codes in grouped.items()}
-        _CATEGORY_CODES[codeset] = table
-    return table
+def _descriptions(codeset: CodeSet) -> tuple[frozenset[str], frozenset[str]]:
+    """The first characters of every description and title, and the whole texts, in
+    lower case: built once per code set (about 0.1 s and 10 MB)."""
+    found = _DESCRIPTIONS.get(codeset)
+    if found is None:
+        texts = [codeset.describe(code) or "" for code in codeset.codes()]
+        texts += [codeset.block_title(block) for block in codeset.blocks()]
+        texts += [codeset.chapter_title(chapter) for chapter in codeset.chapters()]
+        known = frozenset(text.strip().lower() for text in texts if text)
+        found = (frozenset(text[:_PREFIX_CHARS] for text in known), known)
+        _DESCRIPTIONS[codeset] = found
+    return found
 
 
 @hookimpl
