@@ -129,7 +129,7 @@ def test_hackable_config_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
     report = json.loads(out)
     assert not report["passed"]
     copied = next(s for s in report["strategies"] if s["name"] == "copy_note_descriptions")
-    assert copied["exploits"] and copied["reach_share"] > 0.5
+    assert copied["exploits"] and copied["reach_share"] > 0
     assert next(iter(copied["paid_by"])) == "reasoning"  # the component that pays it most
 
 
@@ -265,3 +265,26 @@ def test_registering_a_non_strategy_is_refused() -> None:
 
     with pytest.raises(Exception, match=r"icdreward\.audit\.Strategy"):
         _ = engine_with_plugins(("bad", _Bad()), preset="default").plugin_manager.registry
+
+
+class _ChangesCode(Strategy):
+    name = "changes_code"
+    description = "answers another code (a broken strategy)"
+
+    def build(self, row: AuditRow) -> str | None:
+        return row.completion_with(answer=row.other_codes(1)[0])
+
+
+def test_a_strategy_that_changes_the_code_is_left_out(default_engine: RewardEngine) -> None:
+    report = audit(default_engine, strategies=[_ChangesCode()])
+    (changed,) = report.strategies
+    assert changed.changed_code == report.rows and changed.rows == 0
+    assert not changed.exploits
+
+
+def test_no_usable_row_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"completion": "no tags", "gold": "M5116", "note": "x"}\n', encoding="utf-8")
+    code, _, err = run(capsys, "audit", str(rows))
+    assert code == 2
+    assert "rows.jsonl" in err and "valid code" in err

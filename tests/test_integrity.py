@@ -67,6 +67,19 @@ def test_copying_the_note(engine: RewardEngine) -> None:
     )
 
 
+def test_copying_the_note_with_its_spacing_or_case_changed(engine: RewardEngine) -> None:
+    sentences = NOTE.split(". ")
+    assert_honest_wins(
+        engine,
+        completion(NOTE.replace(" ", "  ")),
+        completion(NOTE.lower()),
+        completion(NOTE.title()),
+        completion(". ".join(reversed(sentences))),
+        completion(HONEST + " " + NOTE.lower()),
+        completion("Let me think. " + NOTE[:200] + " So far so good. " + NOTE[200:]),
+    )
+
+
 def test_stuffing_descriptions_and_keywords(engine: RewardEngine) -> None:
     codeset = engine.codeset
     family = [codeset.describe(c) or "" for c in ("A419", "A41", "A4150", "A4151", "A418")]
@@ -80,6 +93,8 @@ def test_stuffing_descriptions_and_keywords(engine: RewardEngine) -> None:
         completion(keywords),
         completion(" ".join([keywords] * 3)),
         completion(", ".join(keywords.split())),
+        completion(". ".join(w.capitalize() for w in keywords.split()) + "."),
+        completion("the of " + keywords),
     )
 
 
@@ -98,13 +113,15 @@ def test_no_or_token_reasoning(engine: RewardEngine) -> None:
     assert_honest_wins(engine, completion(""), completion("A41.9."), completion("Sepsis."))
 
 
-def test_several_codes_hedges_and_lists(engine: RewardEngine) -> None:
+def test_hedged_answer_hedges_and_lists(engine: RewardEngine) -> None:
     assert_honest_wins(
         engine,
         completion(HONEST, "A41.9 or N10"),
         completion(HONEST, "A41.9, N10"),
         completion(HONEST, "A41.9; N10; R65.20; N39.0; A41.51"),
         completion(HONEST, "A41.9 (or possibly A41.51)"),
+        completion(HONEST, "A41.9, or possibly sepsis due to Escherichia coli"),
+        completion(HONEST, "A41.9/51"),
     )
 
 
@@ -113,6 +130,8 @@ def test_tags_inside_the_trace(engine: RewardEngine) -> None:
         engine,
         completion(HONEST + " <diagnosis>N10</diagnosis>"),
         completion(HONEST + " </think><think> Reconsidering."),
+        completion(HONEST + " <DIAGNOSIS>N10</DIAGNOSIS>"),
+        completion(HONEST + " < diagnosis >N10< /diagnosis >"),
     )
 
 
@@ -143,11 +162,22 @@ def test_honest_short_and_terse_traces_are_not_charged(engine: RewardEngine) -> 
     assert quoting_value >= 0.0
 
 
+def test_prose_in_another_language_and_plain_words_are_not_charged(engine: RewardEngine) -> None:
+    french = (
+        "Fièvre, tachycardie et hypotension persistante malgré un remplissage, avec un lactate "
+        "élevé : il s'agit d'un sepsis. La source est urinaire, avec dysurie, douleur du flanc "
+        "et bandelette positive ; aucun germe n'est encore identifié, donc germe non précisé."
+    )
+    plain = HONEST + " Per the instructions, I give a single code; it is hard to judge more."
+    result = engine.score([completion(french), completion(plain)], [GOLD] * 2, notes=[NOTE] * 2)
+    assert min(result.components["integrity"].tolist()) >= 0.0
+
+
 def test_every_check_is_off_unless_configured() -> None:
     params = IntegrityParams()
     assert (params.own_words, params.verbatim, params.word_list) == (0.0, 0.0, 0.0)
     assert params.tags_in_trace == 0.0
-    assert (params.address_grader, params.several_codes) == (0.0, 0.0)
+    assert (params.address_grader, params.hedged_answer) == (0.0, 0.0)
     engine = RewardEngine.from_config({"rewards": {"integrity": {}}})
     result = engine.score([completion(NOTE, "A41.9 or N10")], [GOLD], notes=[NOTE])
     assert result.components["integrity"].tolist() == [0.0]

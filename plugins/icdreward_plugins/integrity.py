@@ -1,46 +1,48 @@
-"""Built-in plugin: penalties for degenerate completions that overlap terms overpay.
+"""Built-in plugin: what only honest reasoning earns, and what it never does.
 
 Grounding in the note and consistency with the code's description are overlap terms:
 copying the note, or the code's description, maximises them. ``integrity`` (registered
-as a reward component of that name) charges what honest reasoning never does, so that
-for the same predicted code no degenerate completion scores as much as an honest one,
-and pays what only honest reasoning earns:
+as a reward component of that name) pays what copying cannot earn and charges what
+honest reasoning never does, so that for the same predicted code no degenerate
+completion scores as much as an honest one:
 
-- ``own_words``: the trace says things in its own words: none of the stretches the
-  ``verbatim`` check looks up is note text, and it is neither a list of words nor of
-  descriptions. Copying can raise the overlap terms, never this one; a configuration
-  that pays it more than its overlap terms together leaves copying nothing to gain.
-
-- ``verbatim``: the trace is text of the note, or ICD-10-CM descriptions. Three
-  stretches of ``probe_chars`` characters (at the start, middle and end of the trace)
-  are looked up verbatim in the note; the value applies in full when all three are
-  found, half when two are, not at all for one (a quoted finding is not a copy). A
-  trace whose sentences include two or more ICD-10-CM descriptions or titles, verbatim,
-  is charged in full too.
+- ``own_words``: the trace is written in its own words: at most one of its probed word
+  sequences is note text, and no other check below applies.
+- ``verbatim``: the trace is text of the note, or ICD-10-CM descriptions. Both sides are
+  compared normalised (lower case, punctuation as spaces, whitespace collapsed), as
+  sequences of four words: ``probes`` sequences spread over the trace are looked up
+  among the note's. The charge starts when two fifths of them are note text and is
+  full from seven tenths: a quoted finding is not a copy, the note with a few words
+  changed is. A trace whose sentences include two or more ICD-10-CM descriptions or titles is
+  charged in full.
 - ``word_list``: the trace reads as a list of words rather than sentences: a window of
-  ``window_chars`` characters in its middle or at its end holds fewer than two
-  function words ("the", "of", "with", ...) and fewer than two sentence marks. Keyword
-  stuffing and padding with note words look like this; clinical prose, however terse,
-  does not.
-- ``tags_in_trace``: answer or think tags inside the trace (a second answer hidden in
-  the reasoning).
-- ``address_grader``: the trace speaks to whoever scores it ("ignore previous
-  instructions", "note to the grader", "award the maximum score"), in its first or last
-  ``edge_chars`` characters, where such text goes (a search of the whole trace for each
-  phrase would cost more than the rest of the component). Rule-based rewards ignore such
-  text anyway; the charge makes honest completions strictly better, and the judge's
-  prompt escaping keeps it from reaching the judge as instructions.
-- ``several_codes``: the answer block holds more than one valid code (a hedge or a list).
+  ``window_chars`` characters in its middle or at its end holds few function words
+  ("the", "of", "with", ...; under 15 % of its words) and a full stop every two or
+  three words, or no stop at all and no comma or a comma every two or three words.
+  Keyword stuffing (with or without full stops) and padding with note words look like
+  this; clinical prose, however terse, does not.
+- ``tags_in_trace``: answer or think tags inside the trace, in any case or spacing (a
+  second answer hidden in the reasoning).
+- ``address_grader``: the trace speaks to whoever scores it ("note to the grader",
+  "ignore previous instructions", "award full marks", "assign the reward"). Rule-based
+  rewards ignore such text anyway; the charge makes honest completions strictly better,
+  and the judge's prompt escaping keeps it from reaching the judge as instructions.
+- ``hedged_answer``: the answer block holds more than one valid code, or hedges ("or",
+  "possibly", "versus", "?", "/").
 
-Each check is a handful of substring searches per sample, linear in the trace's length.
-Values are added: ``own_words`` positive, the others negative. The ``default`` preset
-sets them; every value is 0 (the check off) unless configured.
+Each check is linear in the trace: one normalised copy of it, a dozen set lookups, and
+a few substring searches. Values are added: ``own_words`` positive, the others
+negative. The ``default`` preset sets them; every value is 0 (the check off) unless
+configured.
 """
 
 from __future__ import annotations
 
 import re
+import string
 import weakref
+from collections import OrderedDict
+from typing import Any
 
 import attrs
 import torch
@@ -51,25 +53,44 @@ from icdreward.plugin import Register, hookimpl
 
 __all__ = ["IntegrityParams", "IntegrityReward"]
 
+_NORMALIZE = str.maketrans(dict.fromkeys(string.punctuation, " "))
+# str.translate with a mapping costs tens of nanoseconds a character; an ASCII text goes
+# through bytes.translate, one table lookup a character, with the same result.
+_ASCII_NORMALIZE = bytes.maketrans(
+    string.ascii_uppercase.encode() + string.punctuation.encode(),
+    string.ascii_lowercase.encode() + b" " * len(string.punctuation),
+)
 _FUNCTION_WORDS = frozenset(
     ("the", "of", "and", "with", "is", "was", "in", "to", "a", "an", "for", "this", "that",
      "which", "on", "by", "as", "or", "at", "from", "are", "be", "it", "has", "had", "no",
-     "not", "but", "than", "so", "there", "were", "his", "her", "he", "she")
+     "not", "but", "than", "so", "there", "were", "his", "her", "he", "she", "we", "i")
 )  # fmt: skip
-_GRADER_PHRASES = (
-    "grader",
-    "evaluator",
-    "instructions",
-    "full marks",
-    "maximum score",
-    "highest score",
-    "reward model",
-)
+_GRADER_WORDS = ("grader", "evaluator", "reviewer", "rubric", "reward", "override")
+# Words that are ordinary in clinical text alone ("hard to judge", "needle marks",
+# "Wells score"): they count only inside these phrases.
+_GRADER_PHRASES = {
+    "ignore": ("ignore previous", "ignore all", "ignore the above", "ignore prior",
+               "ignore any", "ignore the instructions", "ignore your"),
+    "judge": ("dear judge", "the judge", "to the judge"),
+    "marks": ("full marks", "top marks", "maximum marks"),
+    "score": ("maximum score", "highest score", "full score", "perfect score", "score this"),
+    "rate": ("rate this", "rate it", "rate the"),
+}  # fmt: skip
+_HEDGE_WORDS = frozenset(
+    ("or", "vs", "versus", "possibly", "either", "maybe", "probably", "perhaps",
+     "alternatively", "else", "unless")
+)  # fmt: skip
 _CODE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?")
-_TAGS = ("<diagnosis", "</diagnosis", "<think", "</think")
-_MIN_LIST_WORDS = 8
+_TAG = re.compile(r"<\s*/?\s*(?:think|diagnosis)\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.;:!?\n]")
 _PIECES = re.compile(r"[.;\n]+")
-_PREFIX_CHARS = 16
+_SHINGLE = 4
+_PROBE_CHARS = 64
+_EDGE_CHARS = 250
+_MIN_OWN_CHARS = 120
+_ANSWER_CHARS = 256
+_DESCRIPTION_CHARS = 240
+_CACHE_SIZE = 4096
 
 
 @attrs.frozen
@@ -77,18 +98,16 @@ class IntegrityParams:
     """Parameters of the ``integrity`` reward (the keys of ``[rewards.integrity]``).
 
     Attributes:
-        own_words: value when the trace is in its own words: at least three probes long,
-            none of its probes verbatim note text, no list of descriptions or words.
-        verbatim: value when the trace is verbatim text of the note, or lists ICD-10-CM
-            descriptions (see the module docstring).
+        own_words: value when the trace is in its own words (at least 120 characters,
+            at most one probe is note text, no charge below applies).
+        verbatim: value when the trace is note text, or lists ICD-10-CM descriptions
+            (in proportion, see the module docstring).
         word_list: value when the trace reads as a list of words, not sentences.
         tags_in_trace: value when the trace holds answer or think tags.
         address_grader: value when the trace addresses the grader.
-        several_codes: value when the answer block holds more than one valid code.
-        probe_chars: length of each stretch looked up for ``verbatim``.
+        hedged_answer: value when the answer block holds several codes or a hedge.
+        probes: how many four-word sequences of the trace ``verbatim`` looks up.
         window_chars: length of each window checked for ``word_list``.
-        edge_chars: how much of the start and of the end of a trace ``address_grader``
-            reads.
         max_chars: only the first ``max_chars`` characters of a trace are analysed.
     """
 
@@ -97,21 +116,24 @@ class IntegrityParams:
     word_list: float = 0.0
     tags_in_trace: float = 0.0
     address_grader: float = 0.0
-    several_codes: float = 0.0
-    probe_chars: int = attrs.field(default=40, validator=attrs.validators.ge(8))
+    hedged_answer: float = 0.0
+    probes: int = attrs.field(default=8, validator=attrs.validators.ge(3))
     window_chars: int = attrs.field(default=160, validator=attrs.validators.ge(20))
-    edge_chars: int = attrs.field(default=300, validator=attrs.validators.ge(20))
     max_chars: int = attrs.field(default=20_000, validator=attrs.validators.ge(1))
 
 
 class IntegrityReward(Reward):
-    """Penalties for degenerate traces and answers (registered as ``integrity``)."""
+    """Pays own words, charges degenerate traces and answers (registered as ``integrity``)."""
 
     name = "integrity"
     Params = IntegrityParams
 
+    def __init__(self, params: IntegrityParams, context: Any) -> None:
+        super().__init__(params, context)
+        self._shingles: OrderedDict[str, frozenset[tuple[str, ...]]] = OrderedDict()
+
     def score(self, batch: ScoringBatch) -> torch.Tensor:
-        """One value per sample: the sum of the penalties that apply (0 for none)."""
+        """One value per sample: the credit and charges that apply (0 for none)."""
         p: IntegrityParams = self.params
         sources, starts, ends = batch.parsed.think_slices()
         trace_value = self._trace_value
@@ -119,117 +141,171 @@ class IntegrityReward(Reward):
             trace_value(text[a : min(b, a + p.max_chars)], note)
             for text, a, b, note in zip(sources, starts, ends, batch.notes, strict=True)
         ]
-        if p.several_codes:
+        if p.hedged_answer:
             codeset = self.context.codeset
             for k, block in enumerate(batch.parsed.diagnosis):
-                if _several_codes(block, codeset):
-                    values[k] += p.several_codes
+                if _hedged(block[:_ANSWER_CHARS], codeset):
+                    values[k] += p.hedged_answer
         return torch.tensor(values, dtype=torch.float32)
 
     def _trace_value(self, trace: str, note: str) -> float:
         if not trace:
             return 0.0
         p: IntegrityParams = self.params
-        value = 0.0
-        copied = listed = False
+        # One normalised copy (lower case, punctuation as spaces) serves every check; it
+        # has the trace's length, so offsets into one are offsets into the other.
+        norm = _normalize(trace)
+        charge = 0.0
+        hits = 0
         if p.verbatim or p.own_words:
-            found = _verbatim_probes(trace, note, p.probe_chars)
-            if found < 3 and _lists_descriptions(trace, self.context.codeset):
-                found = 3
-            copied = found > 0
-            if found >= 2:
-                value += p.verbatim * (found - 1) / 2
-        if (p.word_list or p.own_words) and _reads_as_list(trace, p.window_chars):
-            listed = True
-            value += p.word_list
-        if p.own_words and not (copied or listed) and len(trace) >= 3 * p.probe_chars:
-            value += p.own_words
-        if p.tags_in_trace and "<" in trace and any(tag in trace for tag in _TAGS):
-            value += p.tags_in_trace
-        if p.address_grader:
-            edge = p.edge_chars
-            edges = (trace if len(trace) <= 2 * edge else trace[:edge] + trace[-edge:]).lower()
-            if any(phrase in edges for phrase in _GRADER_PHRASES):
-                value += p.address_grader
-        return value
+            hits = _copied_probes(norm, self._note_shingles(note) if note else None, p.probes)
+            if hits < p.probes and _lists_descriptions(trace, self.context.codeset):
+                hits = p.probes
+            charge += p.verbatim * min(1.0, max(0.0, (hits / p.probes - 0.4) / 0.3))
+        listed = (p.word_list or p.own_words) and _reads_as_list(trace, norm, p.window_chars)
+        if listed:
+            charge += p.word_list
+        tagged = (p.tags_in_trace or p.own_words) and "<" in trace and _TAG.search(trace)
+        if tagged:
+            charge += p.tags_in_trace
+        addressed = (p.address_grader or p.own_words) and _addresses_grader(norm)
+        if addressed:
+            charge += p.address_grader
+        if (
+            p.own_words
+            and len(trace) >= _MIN_OWN_CHARS
+            and hits <= 1
+            and not (listed or tagged or addressed)
+        ):
+            return p.own_words + charge
+        return charge
+
+    def _note_shingles(self, note: str) -> frozenset[tuple[str, ...]]:
+        # The n samples of a GRPO group share one note: its sequences are built once.
+        found = self._shingles.get(note)
+        if found is None:
+            words = _normalize(note).split()
+            found = frozenset(zip(*(words[k:] for k in range(_SHINGLE)), strict=False))
+            self._shingles[note] = found
+            if len(self._shingles) > _CACHE_SIZE:
+                self._shingles.popitem(last=False)
+        return found
 
 
-def _verbatim_probes(trace: str, note: str, width: int) -> int:
-    """How many of the trace's start, middle and end stretches are verbatim note text."""
-    if len(trace) < 3 * width or len(note) < width:
+def _copied_probes(norm: str, shingles: frozenset[tuple[str, ...]] | None, probes: int) -> int:
+    """How many of ``probes`` four-word sequences of the trace are note text.
+
+    Each probe starts at the first word boundary after its position; the positions are
+    spread evenly from an offset that depends on the trace's length, so that no fixed
+    positions can be kept clear of copied text. Only the probes are split into words.
+    """
+    span = len(norm) - _PROBE_CHARS
+    if not shingles or span < probes * _SHINGLE:
         return 0
-    step = (len(trace) - width) // 2
-    # The middle first: most traces are not copies, and a miss there settles it unless
-    # both ends are copies.
-    middle = trace[step : step + width] in note
-    start = trace[:width] in note
-    if not (middle or start):
-        return 0
-    return middle + start + (trace[2 * step : 2 * step + width] in note)
+    step = span / probes
+    offset = (len(norm) * 2654435761 % 997) / 997 * step
+    hits = 0
+    for k in range(probes):
+        start = norm.find(" ", int(offset + k * step))
+        if start < 0:
+            break
+        words = norm[start : start + _PROBE_CHARS].split()
+        if len(words) > _SHINGLE and tuple(words[:_SHINGLE]) in shingles:
+            hits += 1
+    return hits
 
 
 def _lists_descriptions(trace: str, codeset: CodeSet) -> bool:
-    """Whether the trace lists ICD-10-CM descriptions (or titles) verbatim, as sentences.
+    """Whether the trace lists ICD-10-CM descriptions (or titles), as sentences.
 
-    Two cheap looks decide whether to read the whole trace: does it start with a
-    description, or does the sentence after its middle? Only then are its sentences
-    looked up, and two or more descriptions among them make a list.
+    Two cheap looks decide whether to read all its sentences: is its first sentence, or
+    the sentence after its middle, a description? Only then are its sentences looked
+    up (normalised like the descriptions), and two or more descriptions among them make
+    a list.
     """
-    prefixes, known = _descriptions(codeset)
-    head = trace[:_PREFIX_CHARS].lower()
-    after = trace.find(". ", len(trace) // 2)
-    middle = trace[after + 2 : after + 2 + _PREFIX_CHARS].lower() if after >= 0 else ""
-    if head not in prefixes and middle not in prefixes:
-        return False
-    pieces = (piece.strip().lower() for piece in _PIECES.split(trace))
+    known = _descriptions(codeset)
+    first = _PIECES.search(trace)
+    head = trace[: first.start()] if first else trace
+    if " ".join(_normalize(head[:_DESCRIPTION_CHARS]).split()) not in known:
+        after = _PIECES.search(trace, len(trace) // 2)
+        if after is None:
+            return False
+        following = _PIECES.search(trace, after.end())
+        end = following.start() if following else len(trace)
+        piece = trace[after.end() : min(end, after.end() + _DESCRIPTION_CHARS)]
+        if " ".join(_normalize(piece).split()) not in known:
+            return False
+    pieces = (" ".join(_normalize(p).split()) for p in _PIECES.split(trace))
     return sum(piece in known for piece in pieces) >= 2
 
 
-def _reads_as_list(trace: str, width: int) -> bool:
-    """Whether the middle or the end of the trace reads as a list of words.
+def _normalize(text: str) -> str:
+    """``text`` in lower case with punctuation as spaces, of the same length."""
+    if text.isascii():
+        return text.encode().translate(_ASCII_NORMALIZE).decode()
+    return text.lower().translate(_NORMALIZE)
 
-    A window of ``width`` characters (about 25 words) is a list when it holds fewer than
-    two different function words and fewer than two sentence marks (``.;:()?!``): prose has a
-    function word in about every third word, and terse clinical notes ("Febrile,
-    hypotensive despite fluids: septic. Urinary source (nitrites).") keep their
-    punctuation; keyword stuffing and padding have neither. Padding is appended and
-    stuffing fills the trace, so the middle and the end tell.
-    """
+
+def _reads_as_list(trace: str, norm: str, width: int) -> bool:
+    """Whether the middle or the end of the trace reads as a list of words."""
     if len(trace) <= width:
-        if len(trace.split()) < _MIN_LIST_WORDS:
-            return False  # too short to tell a list from a terse sentence
-        return not _prose(trace)
+        return _is_list(trace, norm, minimum=8)
     middle = (len(trace) - width) // 2
-    return not (_prose(trace[middle : middle + width]) and _prose(trace[-width:]))
+    return _is_list(trace[middle : middle + width], norm[middle : middle + width]) or _is_list(
+        trace[-width:], norm[-width:]
+    )
 
 
-def _prose(window: str) -> bool:
-    # Two different function words, found by one set intersection (no loop in Python).
-    if len(_FUNCTION_WORDS.intersection(window.lower().split())) >= 2:
+def _is_list(window: str, norm: str, minimum: int = 1) -> bool:
+    # Prose has a function word in about every third word; a list has few, and either a
+    # full stop every two words or so, or, with no stop at all, no punctuation or a comma
+    # every two words or so. Terse findings (another language, too) keep their stops
+    # between clauses.
+    tokens = norm.split()
+    if len(tokens) < minimum:
+        return False
+    if sum(map(_FUNCTION_WORDS.__contains__, tokens)) >= 0.15 * len(tokens):
+        return False
+    stops = sum(map(window.count, ".;:!?\n"))
+    if stops:
+        return len(tokens) / (stops + 1) <= 2.5
+    commas = window.count(",")
+    return commas == 0 or len(tokens) / (commas + 1) <= 2.5
+
+
+def _addresses_grader(norm: str) -> bool:
+    # The start and the end of the trace, where such text goes: a search of the whole
+    # trace for each word would cost more than the rest of the component. In the middle
+    # it gains nothing from rule-based rewards, and the judge's escaping keeps it data.
+    edges = norm if len(norm) <= 2 * _EDGE_CHARS else norm[:_EDGE_CHARS] + norm[-_EDGE_CHARS:]
+    if any(word in edges for word in _GRADER_WORDS):
         return True
-    return sum(map(window.count, ".;:()?!")) >= 2
+    return any(
+        trigger in edges and any(phrase in edges for phrase in phrases)
+        for trigger, phrases in _GRADER_PHRASES.items()
+    )
 
 
-def _several_codes(block: str, codeset: CodeSet) -> bool:
+def _hedged(block: str, codeset: CodeSet) -> bool:
+    if "?" in block or "/" in block:
+        return True
+    if not _HEDGE_WORDS.isdisjoint(_normalize(block).split()):
+        return True
     codes = {codeset.normalize(token) for token in _CODE_TOKEN.findall(block)}
     return sum(code in codeset for code in codes) > 1
 
 
-_DESCRIPTIONS: weakref.WeakKeyDictionary[CodeSet, tuple[frozenset[str], frozenset[str]]] = (
-    weakref.WeakKeyDictionary()
-)
+_DESCRIPTIONS: weakref.WeakKeyDictionary[CodeSet, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
-def _descriptions(codeset: CodeSet) -> tuple[frozenset[str], frozenset[str]]:
-    """The first characters of every description and title, and the whole texts, in
-    lower case: built once per code set (about 0.1 s and 10 MB)."""
+def _descriptions(codeset: CodeSet) -> frozenset[str]:
+    """Every description and title, normalised: built once per code set (about 0.3 s)."""
     found = _DESCRIPTIONS.get(codeset)
     if found is None:
         texts = [codeset.describe(code) or "" for code in codeset.codes()]
         texts += [codeset.block_title(block) for block in codeset.blocks()]
         texts += [codeset.chapter_title(chapter) for chapter in codeset.chapters()]
-        known = frozenset(text.strip().lower() for text in texts if text)
-        found = (frozenset(text[:_PREFIX_CHARS] for text in known), known)
+        found = frozenset(" ".join(_normalize(text).split()) for text in texts if text)
         _DESCRIPTIONS[codeset] = found
     return found
 

@@ -39,7 +39,8 @@ class HonestRow:
     """An input row of an audit: a note, its gold code(s) and an honest completion."""
 
     note: str
-    gold: tuple[str, ...]
+    gold: object
+    """One code (``"M51.16"``), several (``"M5116;E119"``, a list), as a gold column holds."""
     completion: str
 
 
@@ -58,8 +59,11 @@ class StrategyReport:
         worst_margin: its largest margin over the honest total.
         paid_by: component -> mean weighted margin, for the components that pay the
             strategy more than the honest completion on average (largest first).
-        errors: rows where the strategy raised instead of building a completion.
+        errors: rows where the strategy raised or returned something other than text.
         first_error: the first of those errors, as text.
+        changed_code: rows left out because the engine read another code from the
+            strategy's completion than from the honest one (the comparison is only
+            meaningful for the same code; a strategy that changes it is broken).
     """
 
     name: str
@@ -72,6 +76,7 @@ class StrategyReport:
     paid_by: dict[str, float]
     errors: int = 0
     first_error: str | None = None
+    changed_code: int = 0
 
     @property
     def exploits(self) -> bool:
@@ -256,6 +261,8 @@ def _build(strategy: Strategy, rows: list[AuditRow]) -> tuple[list[tuple[int, st
             continue
         if isinstance(text, str):
             used.append((k, text))
+        elif text is not None:
+            errors.append(f"row {row.index}: build returned {type(text).__name__}, not str")
     return used, errors
 
 
@@ -280,14 +287,22 @@ def _report(
 ) -> StrategyReport:
     if not used:
         return StrategyReport(strategy.name, strategy.description, 0, 0.0, 0.0, 0.0, 0.0, {})
-    positions = [k for k, _ in used]
-    rows = [kept[k] for k in positions]
     result = engine.score(
-        [text for _, text in used], [r.golds for r in rows], [r.note for r in rows]
+        [text for _, text in used],
+        [kept[k].golds for k, _ in used],
+        [kept[k].note for k, _ in used],
     )
-    total = result.total.double()
+    same = [i for i, (k, _) in enumerate(used) if result.parsed.codes[i] == kept[k].code]
+    changed = len(used) - len(same)
+    if not same:
+        return StrategyReport(
+            strategy.name, strategy.description, 0, 0.0, 0.0, 0.0, 0.0, {}, changed_code=changed
+        )
+    positions = [used[i][0] for i in same]
+    rows = [kept[k] for k in positions]
+    total = result.total.double()[same]
     margin = total - honest_total[positions]
-    weighted = _weighted(result, range(len(rows)))
+    weighted = _weighted(result, same)
     paid = {
         name: float((weighted[name] - honest_weighted[name][positions]).mean())
         for name in result.names
@@ -305,4 +320,5 @@ def _report(
         reach_share=float((margin >= -tolerance).double().mean()),
         worst_margin=float(margin.max()),
         paid_by=paid_by,
+        changed_code=changed,
     )

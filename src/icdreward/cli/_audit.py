@@ -6,7 +6,7 @@ import argparse
 
 from icdreward.audit import DEFAULT_TOLERANCE, AuditReport, audit, bundled_rows, read_rows
 from icdreward.cli import _render
-from icdreward.cli._app import EXIT_FAILURE, EXIT_OK, Command
+from icdreward.cli._app import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Command, error
 from icdreward.engine import RewardEngine
 from icdreward.presets import available_presets
 
@@ -76,6 +76,10 @@ def _run(args: argparse.Namespace) -> int:
     with engine:
         rows = read_rows(args.input) if args.input else bundled_rows()
         report = audit(engine, rows, only=args.strategy, tolerance=args.tolerance)
+    if not report.rows:
+        where = args.input or "the bundled examples"
+        error(f"{where}: no row holds an honest completion with a valid code")
+        return EXIT_USAGE
     if args.json:
         _render.print_json(report.to_dict())
     else:
@@ -104,7 +108,9 @@ def _print(report: AuditReport, label: str) -> None:
     _render.print_table(out, table)
     for s in report.strategies:
         if s.errors:
-            out.print(f"strategy {s.name} raised on {s.errors} rows; first: {s.first_error}")
+            out.print(f"strategy {s.name} failed on {s.errors} rows; first: {s.first_error}")
+        if s.changed_code:
+            out.print(f"strategy {s.name} changed the code on {s.changed_code} rows (left out)")
     if report.passed:
         out.print("honest completions beat every strategy on every row")
     else:
