@@ -227,7 +227,7 @@ def test_extract_codes_flags() -> None:
 
 
 def test_factorize_keeps_first_occurrence_order_on_every_path() -> None:
-    from icdreward.evaluation._evaluate import _factorize
+    from icdreward.evaluation._factorize import factorize
 
     rng = random.Random(4)
     strings = [rng.choice(["E119", "M5116", "I10", "", "A00"]) for _ in range(500)]
@@ -239,12 +239,12 @@ def test_factorize_keeps_first_occurrence_order_on_every_path() -> None:
         [*strings, 42, b"E119"],  # a dict: not all str
         [(s,) for s in strings],  # a dict: tuples
     ):
-        distinct, rows = _factorize(values)
+        distinct, rows = factorize(values)
         assert distinct == list(dict.fromkeys(values))
         assert rows.dtype == torch.int64
         assert [distinct[i] for i in rows.tolist()] == values
     with pytest.raises(TypeError):
-        _factorize([["E119"], ["E119"]])
+        factorize([["E119"], ["E119"]])
 
 
 def _spellings(code: str, rng: random.Random) -> str:

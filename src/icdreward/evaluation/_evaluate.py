@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
 
-import attrs
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from icdreward.codeset import CodeSet, load_codeset
-from icdreward.components import Parser
-from icdreward.evaluation._metrics import LevelScores, bootstrap_scores, confusion_counts, scores
+from icdreward.evaluation._factorize import factorize
+from icdreward.evaluation._metrics import bootstrap_scores, confusion_counts, scores
+from icdreward.evaluation._predictions import (
+    Predictions,
+    extract_codes,
+    extract_distinct,
+    parse_completions,
+)
+from icdreward.evaluation._report import LEVEL_NAMES, ChapterScores, EvalReport
 from icdreward.golds import gold_codes
 
 __all__ = [
@@ -28,238 +30,8 @@ __all__ = [
     "parse_completions",
 ]
 
-LEVEL_NAMES: tuple[str, ...] = ("chapter", "block", "category", "full_code")
-"""The levels evaluated, coarsest first."""
-
 UNKNOWN = "?"
 """Chapter and block label of a gold code whose category is not in the code set."""
-
-_PARSE_CHUNK = 4096
-
-_T = TypeVar("_T")
-
-_SEPARATOR = "\0"
-"""Joins strings for Arrow to split (a value holding it is caught by the count)."""
-
-
-@attrs.frozen(eq=False)
-class Predictions:
-    """Extracted predictions, one per row.
-
-    Attributes:
-        codes: the normalized predicted code, ``""`` when none was found or it is not
-            a code of the code set.
-        unparseable: ``bool [N]``: no code could be extracted.
-        invalid: ``bool [N]``: a code was extracted but it is not in the code set.
-    """
-
-    codes: tuple[str, ...]
-    unparseable: torch.Tensor
-    invalid: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    @classmethod
-    def concat(cls, parts: Sequence[Predictions]) -> Predictions:
-        return cls(
-            codes=tuple(c for p in parts for c in p.codes),
-            unparseable=torch.cat([p.unparseable for p in parts])
-            if parts
-            else torch.zeros(0, dtype=torch.bool),
-            invalid=torch.cat([p.invalid for p in parts])
-            if parts
-            else torch.zeros(0, dtype=torch.bool),
-        )
-
-
-def extract_codes(values: Sequence[object], codeset: CodeSet) -> Predictions:
-    """Predictions from already extracted codes (``"M51.16"``, ``"m5116"``, ``None``).
-
-    A value that normalizes to ``""`` (``None``, ``""``, a number) is unparseable; a
-    code missing from ``codeset`` is invalid.
-    """
-    codes, rows, unparseable, invalid = _extract(values, codeset)
-    per_row = np.array(codes, dtype=object)[rows.numpy()]  # a gather in C, not a loop
-    return Predictions(codes=tuple(per_row.tolist()), unparseable=unparseable, invalid=invalid)
-
-
-def _extract(
-    values: Sequence[object], codeset: CodeSet
-) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`extract_codes` as distinct codes and rows: per distinct value its code
-    (``""`` when none or invalid), per row the index of its value (``int64 [N]``), and
-    the unparseable and invalid flags (``bool [N]``)."""
-    try:
-        distinct, rows = _factorize(values)
-    except TypeError:  # an unhashable value: not a str, so it normalizes to "" as None does
-        distinct, rows = _factorize([v if isinstance(v, str) else None for v in values])
-    # normalized and validated once per distinct value; the rows take theirs by index
-    normalized = list(map(codeset.normalize, distinct))
-    valid = codeset.validate_many(normalized)
-    codes = [c if ok else "" for c, ok in zip(normalized, valid, strict=True)]
-    empty = torch.tensor([not c for c in normalized], dtype=torch.bool)[rows]
-    invalid = ~empty & ~torch.tensor(valid, dtype=torch.bool)[rows]
-    return codes, rows, empty, invalid
-
-
-def parse_completions(completions: Sequence[object], parser: Parser) -> Predictions:
-    """Predictions from completions, with the reward engine's parser (so they agree)."""
-    parts: list[Predictions] = []
-    for start in range(0, len(completions), _PARSE_CHUNK):
-        parsed = parser.parse(completions[start : start + _PARSE_CHUNK])
-        parts.append(
-            Predictions(
-                codes=parsed.codes,
-                unparseable=parsed.parse_failure.clone(),
-                invalid=parsed.invalid_code.clone(),
-            )
-        )
-    return Predictions.concat(parts)
-
-
-@attrs.frozen
-class ChapterScores:
-    """One chapter: the chapter as a class, and the rows whose gold is in it.
-
-    Attributes:
-        chapter: chapter number (``"13"``), or ``"?"`` for gold codes of unknown category.
-        title: chapter title (``""`` when unknown).
-        n: rows whose gold code is in the chapter.
-        predicted: rows predicted in the chapter.
-        precision, recall, f1: of the chapter as one class at the chapter level.
-        category_accuracy, full_code_accuracy: among the ``n`` rows (0 when ``n`` is 0).
-    """
-
-    chapter: str
-    title: str
-    n: int
-    predicted: int
-    precision: float
-    recall: float
-    f1: float
-    category_accuracy: float
-    full_code_accuracy: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-
-@attrs.frozen
-class EvalReport:
-    """Everything ``icdreward eval`` reports; :meth:`to_dict` gives the JSON object.
-
-    Attributes:
-        n: rows evaluated.
-        unparseable: rows whose prediction has no code.
-        invalid: rows whose predicted code is not in the code set.
-        levels: metrics per level name (:data:`LEVEL_NAMES`).
-        intervals: per level, ``{"macro_f1": (low, high), "accuracy": (low, high)}``
-            (empty without bootstrap).
-        bootstrap: number of resamples (0: no intervals).
-        seed: seed of the resampling.
-        confidence: level of the intervals.
-        chapters: per chapter scores (empty unless asked for).
-    """
-
-    n: int
-    unparseable: int
-    invalid: int
-    levels: dict[str, LevelScores]
-    intervals: dict[str, dict[str, tuple[float, float]]] = attrs.field(factory=dict)
-    bootstrap: int = 0
-    seed: int = 0
-    confidence: float = 0.95
-    chapters: tuple[ChapterScores, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object: ``{"full_code": {...}, ..., "chapter": {...}, "n": ...}``."""
-        result: dict[str, Any] = {}
-        for name in reversed(LEVEL_NAMES):
-            entry: dict[str, Any] = dict(self.levels[name].to_dict())
-            for metric, (low, high) in self.intervals.get(name, {}).items():
-                entry[f"{metric}_ci"] = [low, high]
-            result[name] = entry
-        n = self.n
-        result["n"] = n
-        result["unparseable"] = self.unparseable
-        result["unparseable_share"] = self.unparseable / n if n else 0.0
-        result["invalid"] = self.invalid
-        result["invalid_share"] = self.invalid / n if n else 0.0
-        result["bootstrap"] = (
-            {"resamples": self.bootstrap, "seed": self.seed, "confidence": self.confidence}
-            if self.bootstrap
-            else None
-        )
-        if self.chapters:
-            result["by_chapter"] = [c.to_dict() for c in self.chapters]
-        return result
-
-
-def _factorize(values: Sequence[_T]) -> tuple[list[_T], torch.Tensor]:
-    """The distinct values in order of first occurrence, and per row the index of its
-    value (``int64 [N]``), so that per-value work is done once and per-row work in C.
-
-    Raises:
-        TypeError: a value is unhashable.
-    """
-    encoded = _factorize_strings(values)
-    if encoded is None:  # not all str or None: a dict finds the distinct values
-        position = dict.fromkeys(values)
-        position = dict(zip(position, range(len(position)), strict=True))
-        rows = np.fromiter(map(position.__getitem__, values), np.int64, count=len(values))
-        return list(position), torch.from_numpy(rows)
-    distinct, index = encoded
-    # Renumber in order of first occurrence (the order a dict gives): class ids follow
-    # it, and with them the order of the sums over classes, hence the last bit of the
-    # macro averages. Arrow keeps that order already, but does not promise it.
-    n, k = int(index.numel()), len(distinct)
-    first = torch.full((k,), n, dtype=torch.int64)
-    first.scatter_reduce_(0, index, torch.arange(n), reduce="amin")  # first row of each
-    is_first = torch.zeros(n, dtype=torch.bool)
-    is_first[first] = True
-    order = index[is_first]  # the distinct values by their first row (no sort: linear)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(k)
-    return [distinct[i] for i in order.tolist()], rank[index]
-
-
-def _factorize_strings(values: Sequence[_T]) -> tuple[list[_T], torch.Tensor] | None:
-    """:func:`_factorize` by Arrow's dictionary encoding (hashing in C: several times
-    faster than a dict on a million rows); ``None`` unless every value is a str or
-    ``None``."""
-    array = _string_array(values)
-    if array is None:
-        return None
-    encoded = array.dictionary_encode(null_encoding="encode")
-    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # writable
-    return cast(list[_T], encoded.dictionary.to_pylist()), torch.from_numpy(index)
-
-
-def _string_array(values: Sequence[object]) -> pa.Array[Any] | None:
-    """``values`` as an Arrow string array; ``None`` unless each is a str or ``None``."""
-    try:
-        joined = _SEPARATOR.join(cast(Sequence[str], values))
-    except TypeError:  # a None, or not a str at all
-        joined = None
-    if joined is not None:
-        # All str: one join and Arrow's split, twice as fast as converting each string
-        try:
-            text = pa.array([joined], pa.large_string())
-        except (pa.ArrowException, ValueError):  # lone surrogates: not UTF-8
-            return None
-        pieces = pc.split_pattern(text, _SEPARATOR).flatten()
-        if len(pieces) == len(values):  # else a value holds the separator itself
-            return pieces
-    try:
-        array = pa.array(cast(Any, values))  # inferred: pa.string() would take bytes as text
-    except (pa.ArrowException, TypeError, ValueError):  # other types, lone surrogates
-        return None
-    if not isinstance(array, pa.Array) or not (
-        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
-    ):  # bytes, all None, or chunked (over 2 GiB of text)
-        return None
-    return array
 
 
 def _primary(gold: object, codeset: CodeSet) -> str:
@@ -279,7 +51,7 @@ def _primary_codes(golds: Sequence[object], codeset: CodeSet) -> tuple[list[str]
         ValueError: a gold label holds no code (the message names the first such row).
     """
     try:
-        distinct, rows = _factorize(golds)
+        distinct, rows = factorize(golds)
     except TypeError:  # unhashable labels (lists, arrays): each row is its own label
         distinct, rows = list(golds), torch.arange(len(golds))
     primary = [_primary(g, codeset) for g in distinct]
@@ -310,10 +82,10 @@ def _encode(
     classes = dict(zip(codes, range(len(codes)), strict=True))
     # and so at every level, by factorizing the labels of the codes in that order:
     # their categories, then the chapter and block of each category
-    categories, category_of = _factorize([c[:3] for c in codes])
+    categories, category_of = factorize([c[:3] for c in codes])
     paths = [_category_path(c, codeset) for c in categories]
-    chapters, chapter_of = _factorize([chapter for chapter, _ in paths])
-    blocks, block_of = _factorize([block for _, block in paths])
+    chapters, chapter_of = factorize([chapter for chapter, _ in paths])
+    blocks, block_of = factorize([block for _, block in paths])
     per_level = [
         (chapters, chapter_of[category_of]),
         (blocks, block_of[category_of]),
@@ -357,7 +129,7 @@ def evaluate(
         ValueError: no rows, lengths differ, a gold label holds no code, or
             ``confidence`` is not in (0, 1).
     """
-    codes, rows = _factorize(predictions.codes)
+    codes, rows = factorize(predictions.codes)
     return _evaluate(
         codes,
         rows,
@@ -390,7 +162,7 @@ def evaluate_codes(
     """
     cs = codeset if codeset is not None else load_codeset()
     # extract_codes, kept as distinct codes: the per-row tuple of codes is not needed
-    codes, rows, unparseable, invalid = _extract(predictions, cs)
+    codes, rows, unparseable, invalid = extract_distinct(predictions, cs)
     return _evaluate(
         codes,
         rows,
@@ -418,7 +190,7 @@ def _evaluate(
     confidence: float,
     by_chapter: bool,
 ) -> EvalReport:
-    """:func:`evaluate`, with the predicted codes given as by :func:`_extract`."""
+    """:func:`evaluate`, with the predicted codes given as by :func:`extract_distinct`."""
     n = int(pred_rows.numel())
     if n == 0:
         raise ValueError("nothing to evaluate: no rows")
