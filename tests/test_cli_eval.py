@@ -29,16 +29,19 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def test_json_matches_the_engine_parser(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "eval", str(COMPLETIONS), "--json", "--bootstrap", "50")
+    code, out, err = run(
+        capsys, "eval", str(COMPLETIONS), "--json", "--bootstrap", "50", "--per-note", "all"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert list(data)[:5] == ["full_code", "category", "block", "chapter", "n"]
+    assert (data["notes"], data["samples"], data["per_note"]) == (4, 21, "all")
     rows = read_scoring_rows(COMPLETIONS)
     engine = RewardEngine.from_preset("default")
     with engine:
         scored = engine.score(rows.completions, rows.golds)
         expected = evaluate(
-            parse_completions(rows.completions, engine.parser), rows.golds, codeset=engine.codeset
+            rows.golds, parse_completions(rows.completions, engine.parser), codeset=engine.codeset
         ).to_dict()
     assert data["n"] == len(rows)
     # eval and reward agree on what is unparseable and invalid
@@ -49,7 +52,9 @@ def test_json_matches_the_engine_parser(capsys: pytest.CaptureFixture[str]) -> N
             assert data[level][key] == pytest.approx(expected[level][key])
         assert len(data[level]["macro_f1_ci"]) == 2
     assert data["bootstrap"]["resamples"] == 50
-    again = json.loads(run(capsys, "eval", str(COMPLETIONS), "--json", "--bootstrap", "50")[1])
+    again = json.loads(
+        run(capsys, "eval", str(COMPLETIONS), "--json", "--bootstrap", "50", "--per-note", "all")[1]
+    )
     assert again == data  # seeded
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
 import torch
 
 from icdreward.codeset import CodeSet, load_codeset
+from icdreward.evaluation._bootstrap import INTERVAL_METHODS, ResamplePlan
 from icdreward.evaluation._factorize import factorize
-from icdreward.evaluation._metrics import bootstrap_scores, confusion_counts, scores
+from icdreward.evaluation._groups import PER_NOTE_MODES, pass_at_k_table, pick_rows
+from icdreward.evaluation._metrics import confusion_counts, scores
 from icdreward.evaluation._predictions import (
     Predictions,
     extract_codes,
@@ -22,6 +25,7 @@ __all__ = [
     "LEVEL_NAMES",
     "UNKNOWN",
     "ChapterScores",
+    "Encoded",
     "EvalReport",
     "Predictions",
     "evaluate",
@@ -44,8 +48,10 @@ def _primary(gold: object, codeset: CodeSet) -> str:
     return codes[0] if codes else ""
 
 
-def _primary_codes(golds: Sequence[object], codeset: CodeSet) -> tuple[list[str], torch.Tensor]:
-    """Per distinct gold label its primary code, and per row the index of its label.
+def _primary_codes(
+    golds: Sequence[object], codeset: CodeSet
+) -> tuple[list[object], list[str], torch.Tensor]:
+    """The distinct gold labels, the primary code of each, and per row the index of its label.
 
     Raises:
         ValueError: a gold label holds no code (the message names the first such row).
@@ -59,13 +65,39 @@ def _primary_codes(golds: Sequence[object], codeset: CodeSet) -> tuple[list[str]
         missing = torch.tensor([not p for p in primary], dtype=torch.bool)[rows]
         row = int(missing.nonzero()[0])
         raise ValueError(f"row {row}: gold holds no code: {golds[row]!r}")
-    return primary, rows
+    return distinct, primary, rows
+
+
+@attrs.frozen(eq=False)
+class Encoded:
+    """Rows as class ids at every level.
+
+    Attributes:
+        levels: per level, ``(gold ids, predicted ids, number of classes)``, ``int64 [N]``
+            each; a predicted id equal to the number of classes is the invalid prediction.
+        labels: per level, the class labels.
+        gold_rows: per row, the index of its distinct gold label (``int64 [N]``).
+        pred_class: per row, its full-code class, -1 for no valid prediction.
+        gold_sets: per level, per distinct gold label, the ids of all its codes (primary
+            and secondary) at that level, deduplicated (only with ``multilabel``).
+    """
+
+    levels: list[tuple[torch.Tensor, torch.Tensor, int]]
+    labels: list[list[str]]
+    gold_rows: torch.Tensor
+    pred_class: torch.Tensor
+    gold_sets: list[list[list[int]]]
 
 
 def _encode(
-    pred_codes: list[str], pred_rows: torch.Tensor, golds: Sequence[object], codeset: CodeSet
-) -> tuple[list[tuple[torch.Tensor, torch.Tensor, int]], list[list[str]]]:
-    """Per level: (gold ids, predicted ids, number of classes) and the class labels.
+    pred_codes: list[str],
+    pred_rows: torch.Tensor,
+    golds: Sequence[object],
+    codeset: CodeSet,
+    *,
+    multilabel: bool = False,
+) -> Encoded:
+    """Rows as class ids per level (see :class:`Encoded`).
 
     Predictions come as distinct codes (``""``: none or invalid) and the index of each
     row's code. Labels are computed for the distinct codes only; rows get their class
@@ -74,10 +106,15 @@ def _encode(
     Raises:
         ValueError: a gold label holds no code.
     """
-    gold_codes_, gold_rows = _primary_codes(golds, codeset)
-    # classes are numbered in order of first occurrence: in the golds, then predictions
+    distinct_golds, gold_codes_, gold_rows = _primary_codes(golds, codeset)
+    # classes are numbered in order of first occurrence: in the golds, then predictions,
+    # then (multi-label only) secondary gold codes, which no single-label count touches
     index = dict.fromkeys(gold_codes_)
     index.update(dict.fromkeys(c for c in pred_codes if c))
+    all_codes: list[tuple[str, ...]] = []
+    if multilabel:
+        all_codes = [tuple(dict.fromkeys(gold_codes(g, codeset.normalize))) for g in distinct_golds]
+        index.update(dict.fromkeys(c for codes in all_codes for c in codes))
     codes = list(index)  # the full-code classes; never "" (every gold has a code)
     classes = dict(zip(codes, range(len(codes)), strict=True))
     # and so at every level, by factorizing the labels of the codes in that order:
@@ -97,11 +134,23 @@ def _encode(
     pred_class = torch.tensor([classes[c] if c else -1 for c in pred_codes], dtype=torch.int64)
     pred_class = pred_class[pred_rows]
     levels = []
+    gold_sets: list[list[list[int]]] = []
     for labels, ids in per_level:
         size = len(labels)
         lookup = torch.cat([ids, torch.tensor([size])])  # size: the invalid prediction
         levels.append((lookup[gold_class], lookup[pred_class], size))
-    return levels, [labels for labels, _ in per_level]
+        if multilabel:
+            table = ids.tolist()
+            gold_sets.append(
+                [list(dict.fromkeys(table[classes[c]] for c in cs)) for cs in all_codes]
+            )
+    return Encoded(
+        levels=levels,
+        labels=[labels for labels, _ in per_level],
+        gold_rows=gold_rows,
+        pred_class=pred_class,
+        gold_sets=gold_sets,
+    )
 
 
 def _category_path(category: str, codeset: CodeSet) -> tuple[str, str]:
@@ -110,25 +159,64 @@ def _category_path(category: str, codeset: CodeSet) -> tuple[str, str]:
     return (found[0], found[1]) if len(found) >= 2 else (UNKNOWN, UNKNOWN)
 
 
+def _check_order(golds: object, predictions: object) -> None:
+    """Catch ``(predictions, golds)`` passed in the old order, which would silently swap
+    precision and recall."""
+    if isinstance(golds, Predictions):
+        raise TypeError(
+            "the first argument is Predictions: the order is (golds, predictions), "
+            "as in scikit-learn's (y_true, y_pred)"
+        )
+    if isinstance(predictions, Sequence) and any(
+        isinstance(p, list | tuple) for p in predictions[:1000]
+    ):
+        raise TypeError(
+            "predictions hold lists of codes (gold labels?): the order is "
+            "(golds, predictions), as in scikit-learn's (y_true, y_pred)"
+        )
+
+
 def evaluate(
-    predictions: Predictions,
     golds: Sequence[object],
+    predictions: Predictions,
     *,
+    note_ids: Sequence[object] | None = None,
+    samples: Sequence[int] | torch.Tensor | None = None,
+    rewards: Sequence[float | None] | torch.Tensor | None = None,
+    per_note: str = "first",
     codeset: CodeSet | None = None,
     bootstrap: int = 0,
     seed: int = 0,
     confidence: float = 0.95,
+    interval: str = "bca",
     by_chapter: bool = False,
+    multilabel: bool = False,
 ) -> EvalReport:
     """Metrics of ``predictions`` against the primary code of each gold label.
 
-    ``golds`` hold, per row, one code or a list of codes (primary first), as the
-    ``gold`` field of :meth:`RewardEngine.score <icdreward.RewardEngine.score>`.
+    The order is scikit-learn's (``y_true, y_pred``). ``golds`` hold, per row, one code
+    or a list of codes (primary first), as the ``gold`` field of
+    :meth:`RewardEngine.score <icdreward.RewardEngine.score>`.
+
+    Args:
+        note_ids: per row, the note it is a sample of (default: every row is its own
+            note). Rows of one note are its samples; the bootstrap resamples notes.
+        samples: per row, its sample index within the note (default: the order of the
+            rows). Picks ``first`` and orders the samples for any-of-k.
+        rewards: per row, a reward (None or NaN: missing), for ``best-reward``.
+        per_note: ``first``, ``majority``, ``best-reward`` or ``all`` (see
+            :mod:`icdreward.evaluation._groups`).
+        bootstrap: resamples of notes for the intervals (0: none).
+        interval: ``"bca"`` (bias-corrected and accelerated) or ``"percentile"``.
+        multilabel: also compute the literature-style multi-label metrics
+            (each note's full gold set; ``docs/evaluation.md``).
 
     Raises:
-        ValueError: no rows, lengths differ, a gold label holds no code, or
-            ``confidence`` is not in (0, 1).
+        ValueError: no rows, lengths differ, a gold label holds no code, an unknown mode
+            or interval method, or ``confidence`` is not in (0, 1).
+        TypeError: the arguments look swapped.
     """
+    _check_order(golds, predictions)
     codes, rows = factorize(predictions.codes)
     return _evaluate(
         codes,
@@ -136,30 +224,47 @@ def evaluate(
         predictions.unparseable,
         predictions.invalid,
         golds,
+        _Options(
+            note_ids=note_ids,
+            samples=samples,
+            rewards=rewards,
+            per_note=per_note,
+            bootstrap=bootstrap,
+            seed=seed,
+            confidence=confidence,
+            interval=interval,
+            by_chapter=by_chapter,
+            multilabel=multilabel,
+        ),
         codeset=codeset if codeset is not None else load_codeset(),
-        bootstrap=bootstrap,
-        seed=seed,
-        confidence=confidence,
-        by_chapter=by_chapter,
     )
 
 
 def evaluate_codes(
-    predictions: Sequence[object],
     golds: Sequence[object],
+    predictions: Sequence[object],
     *,
+    note_ids: Sequence[object] | None = None,
+    samples: Sequence[int] | torch.Tensor | None = None,
+    rewards: Sequence[float | None] | torch.Tensor | None = None,
+    per_note: str = "first",
     codeset: CodeSet | None = None,
     bootstrap: int = 0,
     seed: int = 0,
     confidence: float = 0.95,
+    interval: str = "bca",
     by_chapter: bool = False,
+    multilabel: bool = False,
 ) -> EvalReport:
     """:func:`evaluate` for already extracted codes (see :func:`extract_codes`).
 
-    >>> report = evaluate_codes(["M51.16", "E11.9", None], ["M5116", "E1165", "I10"])
+    The order is scikit-learn's: ``evaluate_codes(golds, predictions)``.
+
+    >>> report = evaluate_codes(["M5116", "E1165", "I10"], ["M51.16", "E11.9", None])
     >>> report.levels["full_code"].accuracy, report.levels["category"].accuracy
     (0.3333333333333333, 0.6666666666666666)
     """
+    _check_order(golds, predictions)
     cs = codeset if codeset is not None else load_codeset()
     # extract_codes, kept as distinct codes: the per-row tuple of codes is not needed
     codes, rows, unparseable, invalid = extract_distinct(predictions, cs)
@@ -169,12 +274,69 @@ def evaluate_codes(
         unparseable,
         invalid,
         golds,
+        _Options(
+            note_ids=note_ids,
+            samples=samples,
+            rewards=rewards,
+            per_note=per_note,
+            bootstrap=bootstrap,
+            seed=seed,
+            confidence=confidence,
+            interval=interval,
+            by_chapter=by_chapter,
+            multilabel=multilabel,
+        ),
         codeset=cs,
-        bootstrap=bootstrap,
-        seed=seed,
-        confidence=confidence,
-        by_chapter=by_chapter,
     )
+
+
+@attrs.frozen
+class _Options:
+    note_ids: Sequence[object] | None
+    samples: Sequence[int] | torch.Tensor | None
+    rewards: Sequence[float | None] | torch.Tensor | None
+    per_note: str
+    bootstrap: int
+    seed: int
+    confidence: float
+    interval: str
+    by_chapter: bool
+    multilabel: bool
+
+
+def _notes(options: _Options, n: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per row its note (dense ``int64``) and sample index, and the number of notes."""
+    if options.note_ids is None:
+        note = torch.arange(n)
+    else:
+        if len(options.note_ids) != n:
+            raise ValueError(f"{n} predictions but {len(options.note_ids)} note ids")
+        try:
+            _, note = factorize(options.note_ids)
+        except TypeError:
+            _, note = factorize([repr(v) for v in options.note_ids])
+    if options.samples is None:
+        sample = torch.arange(n)
+    else:
+        sample = torch.as_tensor(options.samples, dtype=torch.int64).flatten()
+        if sample.numel() != n:
+            raise ValueError(f"{n} predictions but {sample.numel()} sample indices")
+    return note, sample, int(note.max()) + 1 if n else 0
+
+
+def _rewards(options: _Options, n: int) -> torch.Tensor | None:
+    if options.rewards is None:
+        return None
+    if isinstance(options.rewards, torch.Tensor):
+        values = options.rewards.double().flatten()
+    else:
+        values = torch.tensor(
+            [float("nan") if r is None else float(r) for r in options.rewards],
+            dtype=torch.float64,
+        )
+    if values.numel() != n:
+        raise ValueError(f"{n} predictions but {values.numel()} rewards")
+    return values
 
 
 def _evaluate(
@@ -183,12 +345,9 @@ def _evaluate(
     unparseable: torch.Tensor,
     invalid: torch.Tensor,
     golds: Sequence[object],
+    options: _Options,
     *,
     codeset: CodeSet,
-    bootstrap: int,
-    seed: int,
-    confidence: float,
-    by_chapter: bool,
 ) -> EvalReport:
     """:func:`evaluate`, with the predicted codes given as by :func:`extract_distinct`."""
     n = int(pred_rows.numel())
@@ -196,33 +355,70 @@ def _evaluate(
         raise ValueError("nothing to evaluate: no rows")
     if len(golds) != n:
         raise ValueError(f"{n} predictions but {len(golds)} gold labels")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
-    levels, labels = _encode(pred_codes, pred_rows, golds, codeset)
+    if not 0.0 < options.confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1, got {options.confidence}")
+    if options.interval not in INTERVAL_METHODS:
+        raise ValueError(
+            f"unknown interval method {options.interval!r} (one of {', '.join(INTERVAL_METHODS)})"
+        )
+    if options.per_note not in PER_NOTE_MODES:
+        raise ValueError(
+            f"unknown per-note mode {options.per_note!r} (one of {', '.join(PER_NOTE_MODES)})"
+        )
+    note, sample, n_notes = _notes(options, n)
+    encoded = _encode(pred_codes, pred_rows, golds, codeset, multilabel=options.multilabel)
+    correct = [
+        (name, gold == pred)
+        for name, (gold, pred, _) in zip(LEVEL_NAMES, encoded.levels, strict=True)
+    ]
+    multi_sample = bool(torch.bincount(note).max() > 1)
+    table = pass_at_k_table(note, sample, correct, n_notes) if multi_sample else ()
+    picked = pick_rows(options.per_note, note, sample, encoded.pred_class, _rewards(options, n))
+    levels = [(gold[picked], pred[picked], size) for gold, pred, size in encoded.levels]
     results = {
         name: scores(gold, pred, size)
         for name, (gold, pred, size) in zip(LEVEL_NAMES, levels, strict=True)
     }
+    plan = ResamplePlan.build(
+        encoded.levels,
+        encoded.gold_rows,
+        encoded.pred_class,
+        encoded.gold_sets,
+        picked,
+        note[picked],
+        n_notes,
+        multilabel=options.multilabel,
+    )
+    multilabel = plan.multilabel_point() if options.multilabel else {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
-    if bootstrap > 0:
-        tail = (1.0 - confidence) / 2.0
-        q = torch.tensor([tail, 1.0 - tail], dtype=torch.float64)
-        samples = bootstrap_scores(levels, bootstrap, seed=seed)
-        for name, (f1s, accs) in zip(LEVEL_NAMES, samples, strict=True):
-            f1_low, f1_high = torch.quantile(f1s, q).tolist()
-            acc_low, acc_high = torch.quantile(accs, q).tolist()
-            intervals[name] = {"macro_f1": (f1_low, f1_high), "accuracy": (acc_low, acc_high)}
-    chapters = _chapters(levels, labels[0], codeset) if by_chapter else ()
+    multilabel_intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    if options.bootstrap > 0:
+        intervals, multilabel_intervals = plan.intervals(
+            results,
+            multilabel,
+            resamples=options.bootstrap,
+            seed=options.seed,
+            confidence=options.confidence,
+            method=options.interval,
+        )
+    chapters = _chapters(levels, encoded.labels[0], codeset) if options.by_chapter else ()
     return EvalReport(
-        n=n,
-        unparseable=int(unparseable.sum()),
-        invalid=int(invalid.sum()),
+        n=int(picked.numel()),
+        unparseable=int(unparseable[picked].sum()),
+        invalid=int(invalid[picked].sum()),
         levels=results,
         intervals=intervals,
-        bootstrap=max(bootstrap, 0),
-        seed=seed,
-        confidence=confidence,
+        bootstrap=max(options.bootstrap, 0),
+        seed=options.seed,
+        confidence=options.confidence,
         chapters=chapters,
+        notes=n_notes,
+        samples=n,
+        per_note=options.per_note,
+        interval_method=options.interval,
+        pass_at_k=table,
+        multilabel=multilabel,
+        multilabel_intervals=multilabel_intervals,
     )
 
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 import attrs
 import torch
 
-__all__ = ["Counts", "LevelScores", "bootstrap_scores", "confusion_counts", "scores"]
+__all__ = [
+    "METRICS",
+    "MULTILABEL_METRICS",
+    "Counts",
+    "Entries",
+    "LevelScores",
+    "confusion_counts",
+    "scores",
+    "weighted_metrics",
+    "weighted_multilabel_metrics",
+]
 
 
 @attrs.frozen(eq=False)
@@ -21,13 +31,13 @@ class Counts:
         tp: rows of the class predicted as the class.
         gold: rows whose gold label is the class (tp + false negatives).
         pred: rows predicted as the class (tp + false positives).
-        n: rows counted (invalid predictions included).
+        n: rows counted (invalid predictions included): an int, or per resample ``[...]``.
     """
 
     tp: torch.Tensor
     gold: torch.Tensor
     pred: torch.Tensor
-    n: int
+    n: int | torch.Tensor
 
 
 @attrs.frozen
@@ -73,7 +83,8 @@ def _macro(
     f1 = _ratio(2 * counts.tp, counts.gold + counts.pred)
     total_tp = counts.tp.sum(-1)
     micro_f1 = _ratio(2 * total_tp, counts.pred.sum(-1) + counts.gold.sum(-1))
-    accuracy = total_tp.double() / max(counts.n, 1)
+    n = counts.n if isinstance(counts.n, torch.Tensor) else torch.tensor(float(counts.n))
+    accuracy = total_tp.double() / n.double().clamp(min=1)
     return (
         f1.sum(-1) / denom,
         precision.sum(-1) / denom,
@@ -102,65 +113,91 @@ def scores(gold: torch.Tensor, pred: torch.Tensor, n_classes: int) -> LevelScore
     )
 
 
-def bootstrap_scores(
-    levels: list[tuple[torch.Tensor, torch.Tensor, int]],
-    resamples: int,
-    *,
-    seed: int,
-    max_elements: int = 1 << 23,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Macro F1 and accuracy of every level on ``resamples`` bootstrap resamples.
+METRICS: tuple[str, ...] = (
+    "macro_f1",
+    "micro_f1",
+    "accuracy",
+    "macro_precision",
+    "macro_recall",
+)
+"""The single-label metrics of a level that get intervals, in the order of
+:func:`weighted_metrics`."""
 
-    Rows are drawn with replacement (``N`` out of ``N``), the same resamples for every
-    level, from a ``torch.Generator`` seeded with ``seed``; resamples are processed in
-    blocks of at most ``max_elements`` drawn rows. Returns per level ``(macro_f1,
-    accuracy)``, each ``float64 [resamples]``.
+MULTILABEL_METRICS: tuple[str, ...] = (
+    "micro_f1",
+    "micro_precision",
+    "micro_recall",
+    "macro_f1",
+)
+"""The multi-label (literature-style) metrics of a level, in the order of
+:func:`weighted_multilabel_metrics`."""
+
+
+@attrs.frozen(eq=False)
+class Entries:
+    """Sparse contributions of cells to per-class counts.
+
+    Entry ``e`` adds ``count[e]`` to class ``cls[e]`` for each time its cell ``cell[e]``
+    is counted; ``cls == n_classes`` is a bin that is counted nowhere (the invalid
+    prediction, or a miss for the true positives).
     """
-    n = int(levels[0][0].numel()) if levels else 0
-    out: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = [([], []) for _ in levels]
-    if n == 0 or resamples <= 0:
-        empty = torch.zeros(0, dtype=torch.float64)
-        return [(empty, empty) for _ in levels]
-    generator = torch.Generator().manual_seed(seed)
-    block = max(1, min(resamples, max_elements // n))
-    # Counts are added up in floating point, which is faster; exactly, as every partial
-    # sum is a whole number of at most n draws, below 2**24 (float32) or 2**53.
-    dtype = torch.float32 if n < 1 << 24 else torch.float64
-    # per level, the class each row adds to the true positives: its gold class when the
-    # prediction is right, else the invalid bin (dropped)
-    hit_ids = [torch.where(gold == pred, gold, n_classes) for gold, pred, n_classes in levels]
-    done = 0
-    while done < resamples:
-        r = min(block, resamples - done)
-        index = torch.randint(n, (r, n), generator=generator)
-        # draws[j, i]: how often row i is drawn in resample j, found once for all levels
-        draws = torch.empty((r, n), dtype=dtype)
-        for j, rows in enumerate(index):
-            draws[j] = torch.bincount(rows, minlength=n)
-        for (gold, pred, n_classes), hit, (f1s, accs) in zip(levels, hit_ids, out, strict=True):
-            counts = Counts(
-                tp=_resampled_counts(hit, draws, n_classes),
-                gold=_resampled_counts(gold, draws, n_classes),
-                pred=_resampled_counts(pred, draws, n_classes),
-                n=n,
-            )
-            macro_f1, _, _, _, accuracy, _ = _macro(counts)
-            f1s.append(macro_f1)
-            accs.append(accuracy)
-        done += r
-    return [(torch.cat(f1s), torch.cat(accs)) for f1s, accs in out]
+
+    cell: torch.Tensor
+    cls: torch.Tensor
+    count: torch.Tensor
+
+    def counts(self, weights: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """``[R, n_classes]``: per row of ``weights`` (``[R, K]``) the count of each class."""
+        contributions = weights[:, self.cell] * self.count.to(weights.dtype)
+        out = torch.zeros(weights.shape[0], n_classes + 1, dtype=weights.dtype)
+        out.index_add_(1, self.cls, contributions)
+        return out[:, :n_classes]
 
 
-def _resampled_counts(ids: torch.Tensor, draws: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """``int64 [R, n_classes]``: per resample, the drawn rows of each class.
+def weighted_metrics(
+    tp: Entries,
+    gold: Entries,
+    pred: Entries,
+    rows: torch.Tensor,
+    n_classes: int,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """``float64 [R, 6]``: :data:`METRICS` and the number of classes, per row of ``weights``.
 
-    ``ids`` holds each row's class (``n_classes``: counted nowhere) and ``draws`` ``[R,
-    N]`` how often each row is drawn. Adding each row's draws to its class is one pass
-    over ``R x N`` counts, contiguous, where counting every drawn row (a ``bincount`` of
-    the resampled ids) scatters ``R x N`` increments, for every level.
+    ``rows[k]`` is the number of evaluated rows of cell ``k`` (the accuracy's denominator).
     """
-    counts = torch.zeros(draws.shape[0], n_classes + 1, dtype=draws.dtype)
-    counts.index_add_(1, ids, draws)
-    # resamples first, contiguous: the layout whose sums over classes (in _macro) add
-    # in the order they always have, so the intervals stay the same to the last bit
-    return counts.long()[:, :n_classes]
+    counts = Counts(
+        tp=tp.counts(weights, n_classes),
+        gold=gold.counts(weights, n_classes),
+        pred=pred.counts(weights, n_classes),
+        n=weights.double() @ rows.double(),
+    )
+    macro_f1, precision, recall, micro_f1, accuracy, classes = _macro(counts)
+    return torch.stack([macro_f1, micro_f1, accuracy, precision, recall, classes.double()], dim=-1)
+
+
+def weighted_multilabel_metrics(
+    tp: Entries, gold: Entries, pred: Entries, n_classes: int, weights: torch.Tensor
+) -> torch.Tensor:
+    """``float64 [R, 5]``: :data:`MULTILABEL_METRICS` and the number of labels averaged.
+
+    Micro scores pool the (row, label) pairs: ``P = ΣTP / Σ|pred|``, ``R = ΣTP / Σ|gold|``,
+    ``F1 = 2ΣTP / (Σ|pred| + Σ|gold|)``; macro F1 averages ``2TP / (gold + pred)`` over the
+    labels that occur in a gold set or a prediction (0 where a denominator is 0).
+    """
+    tps = tp.counts(weights, n_classes).double()
+    golds = gold.counts(weights, n_classes).double()
+    preds = pred.counts(weights, n_classes).double()
+    total_tp, total_gold, total_pred = tps.sum(-1), golds.sum(-1), preds.sum(-1)
+    present = (golds + preds) > 0
+    labels = present.sum(-1).double()
+    return torch.stack(
+        [
+            _ratio(2 * total_tp, total_pred + total_gold),
+            _ratio(total_tp, total_pred),
+            _ratio(total_tp, total_gold),
+            _ratio(2 * tps, golds + preds).sum(-1) / labels.clamp(min=1),
+            labels,
+        ],
+        dim=-1,
+    )
