@@ -140,8 +140,14 @@ def test_endpoint_output_is_ready_for_score_and_eval(
     capsys.readouterr()
     assert main(["eval", str(out), "--json", "--bootstrap", "0"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["n"] == 2 * len(notes)
+    # the two samples of a note are one note: first sample per note, pass@k over both
+    assert (report["n"], report["notes"], report["samples"]) == (
+        len(notes),
+        len(notes),
+        2 * len(notes),
+    )
     assert report["full_code"]["accuracy"] == 1.0
+    assert [p["k"] for p in report["pass_at_k"]] == [1, 2]
     scored = tmp_path / "scored.jsonl"
     assert main(["score", str(out), "--output", str(scored)]) == 0
     assert len(_lines(scored)) == 2 * len(notes)

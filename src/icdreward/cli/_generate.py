@@ -28,7 +28,10 @@ from icdreward.generation import (
 )
 from icdreward.inputs import FORMATS
 
-__all__ = ["COMMAND"]
+__all__ = ["COMMAND", "GROUP_TEMPERATURE"]
+
+GROUP_TEMPERATURE = 0.9
+"""The default temperature with ``--n > 1``: the rollout temperature of the DeepICD-R1 recipe."""
 
 _DESCRIPTION = f"""\
 Generate completions for the admission notes in INPUT with the prompt of training
@@ -81,14 +84,22 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     backend.add_argument("--hf-model", metavar="PATH", help="local transformers model directory")
     parser.add_argument("--model", metavar="NAME", help="served model name (with --endpoint)")
     parser.add_argument(
-        "--output", metavar="OUT.jsonl", default="-", help="JSONL output, resumed (default: stdout)"
+        "-o",
+        "--output",
+        metavar="OUT.jsonl",
+        default="-",
+        help="JSONL output, resumed (default: stdout)",
     )
     sampling = parser.add_argument_group("sampling (recorded in every output line)")
     sampling.add_argument(
         "--max-tokens", type=positive_int, default=1024, metavar="N", help="default: 1024"
     )
     sampling.add_argument(
-        "--temperature", type=_number(0.0), default=0.0, metavar="T", help="default: 0 (greedy)"
+        "--temperature",
+        type=_number(0.0),
+        default=None,
+        metavar="T",
+        help=f"default: 0 (greedy) with --n 1, {GROUP_TEMPERATURE} with --n > 1 (distinct samples)",
     )
     sampling.add_argument(
         "--top-p",
@@ -169,9 +180,13 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     rows = read_note_rows(args.input, limit=args.limit)
     model = args.model if args.endpoint is not None else (args.model or args.hf_model)
+    temperature = args.temperature
+    if temperature is None:
+        # greedy samples of one note are all alike: groups of them carry no signal
+        temperature = 0.0 if args.n == 1 else GROUP_TEMPERATURE
     params = SamplingParams(
         model=model,
-        temperature=args.temperature,
+        temperature=temperature,
         top_p=args.top_p,
         max_tokens=args.max_tokens,
         seed=args.seed,
@@ -200,7 +215,16 @@ def _run(args: argparse.Namespace) -> int:
             progress.advance()
 
         if todo:
-            _backend(args, params)(todo, on_done, on_failed)
+            try:
+                _backend(args, params)(todo, on_done, on_failed)
+            except ModuleNotFoundError as exc:
+                extra = "generate" if args.endpoint is not None else "hf"
+                error(
+                    f"{exc.name or 'a module'} is not installed: "
+                    f'pip install "icdreward[{extra}]" (needed by --'
+                    f"{'endpoint' if args.endpoint is not None else 'hf-model'})"
+                )
+                return EXIT_USAGE
     if not args.quiet:
         elapsed = time.monotonic() - started
         written = len(todo) - len(failed)
