@@ -36,8 +36,8 @@ INTERVAL_METHODS: tuple[str, ...] = ("bca", "percentile")
 Intervals = dict[str, dict[str, tuple[float, float]]]
 
 
-def _entries(cell: torch.Tensor, cls: torch.Tensor) -> Entries:
-    return Entries(cell=cell, cls=cls, count=torch.ones(cell.numel(), dtype=torch.float32))
+def _entries(cell: torch.Tensor, cls: torch.Tensor, identity: bool = False) -> Entries:
+    return Entries(cell=cell, cls=cls, identity=identity)
 
 
 @attrs.frozen(eq=False)
@@ -99,8 +99,12 @@ class ResamplePlan:
         first = torch.full((n_cells,), n_units, dtype=torch.int64)
         first.scatter_reduce_(0, cell_of_unit, torch.arange(n_units), reduce="amin")
         row_cell = cell_of_unit[unit_of_row]
-        kept = unit_of_row == first[row_cell]
+        kept = torch.nonzero(unit_of_row == first[row_cell]).flatten()
+        if one_row_per_unit:
+            # one row per cell: in cell order, entry k is cell k and needs no gather
+            kept = kept[torch.argsort(row_cell[kept])]
         cells = row_cell[kept]
+        identity = one_row_per_unit
         rows = torch.bincount(cells, minlength=n_cells).double()
         single: list[_Level] = []
         multi: list[_Level] = []
@@ -108,9 +112,9 @@ class ResamplePlan:
             g, p = gold[picked][kept], pred[picked][kept]
             single.append(
                 _Level(
-                    tp=_entries(cells, torch.where(g == p, g, size)),
-                    gold=_entries(cells, g),
-                    pred=_entries(cells, p),
+                    tp=_entries(cells, torch.where(g == p, g, size), identity),
+                    gold=_entries(cells, g, identity),
+                    pred=_entries(cells, p, identity),
                     size=size,
                 )
             )
@@ -217,6 +221,6 @@ def _multilabel_level(
     return _Level(
         tp=_entries(cell[hit], label[hit]),
         gold=_entries(cell, label),
-        pred=_entries(cells, pred),
+        pred=_entries(cells, pred, bool(torch.equal(cells, torch.arange(cells.numel())))),
         size=size,
     )

@@ -144,11 +144,16 @@ class Entries:
 
     cell: torch.Tensor
     cls: torch.Tensor
-    count: torch.Tensor
+    count: torch.Tensor | None = None
+    """None: 1 for every entry."""
+    identity: bool = False
+    """Entry ``e`` is cell ``e`` (``cell`` is ``0 … K-1``): no gather is needed."""
 
     def counts(self, weights: torch.Tensor, n_classes: int) -> torch.Tensor:
         """``[R, n_classes]``: per row of ``weights`` (``[R, K]``) the count of each class."""
-        contributions = weights[:, self.cell] * self.count.to(weights.dtype)
+        contributions = weights if self.identity else weights[:, self.cell]
+        if self.count is not None:
+            contributions = contributions * self.count.to(weights.dtype)
         out = torch.zeros(weights.shape[0], n_classes + 1, dtype=weights.dtype)
         out.index_add_(1, self.cls, contributions)
         return out[:, :n_classes]
