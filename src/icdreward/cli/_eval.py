@@ -46,8 +46,8 @@ Unparseable and invalid predictions count as wrong, never dropped.
 Rows with the same "group" (as 'icdreward generate' writes it) are the samples of one
 note, ordered by "sample". --per-note picks the row evaluated per note: first (the
 lowest sample index; the default), majority (the most frequent valid code),
-best-reward (the highest reward: the "score" of --rewards FILE, written by
-'icdreward score -o', joined by "id"; else a "score" field; else the preset's reward),
+best-reward (the highest reward: the "score" of the records of --rewards FILE,
+joined by "id"; else a "score" field; else the preset's reward),
 or all (every sample). pass@k and any-of-k are reported when notes have several
 samples. Intervals resample notes, never samples: BCa by default (--interval).
 --multilabel adds the literature's micro/macro F1 over each note's gold set.
@@ -87,7 +87,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="the row evaluated per note (default: first)",
     )
     parser.add_argument(
-        "--rewards", metavar="FILE", help="records of 'icdreward score -o' (for best-reward)"
+        "--rewards", metavar="FILE", help="records with 'id' and 'score' (for best-reward)"
     )
     parser.add_argument(
         "--interval",
