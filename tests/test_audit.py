@@ -288,3 +288,10 @@ def test_no_usable_row_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = run(capsys, "audit", str(rows))
     assert code == 2
     assert "rows.jsonl" in err and "valid code" in err
+
+
+def test_plugins_command_lists_the_strategies(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plugins", "--json")
+    assert code == 0
+    entry = next(p for p in json.loads(out)["plugins"] if p["name"] == "strategies")
+    assert entry["strategies"] == [cls.name for cls in BUILTIN_STRATEGIES]

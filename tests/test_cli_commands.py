@@ -105,7 +105,7 @@ def test_a_plugin_that_only_registers_commands_is_listed_with_them(
     assert report["failed"] == []
     code, out, _ = run(capsys, "plugins")
     line = next(line for line in out.splitlines() if "greeter" in line)
-    assert line.split()[-3:] == ["-", "-", "hello"]
+    assert line.split()[-4:] == ["-", "-", "hello", "-"]  # rewards, parsers, commands, strategies
 
 
 def test_the_engine_loads_such_a_plugin_without_running_its_command_hook(

@@ -130,3 +130,21 @@ def test_monitors_setting_is_checked() -> None:
 
 def test_empty_batch_has_no_monitors(engine: RewardEngine) -> None:
     assert engine.score([], []).monitors == {}
+
+
+def test_score_summary_reports_the_monitors(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    from pathlib import Path
+
+    from icdreward.cli import main
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "completions.jsonl"
+    assert main(["score", str(examples), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    monitors = report["monitors"]
+    assert tuple(monitors) == MONITORS  # the examples have notes and groups
+    rows = [json.loads(line) for line in examples.read_text(encoding="utf-8").splitlines()]
+    failures = sum(1 for r in rows if "</diagnosis>" not in r["completion"]) / len(rows)
+    assert monitors["parse_failure"] <= failures + 1e-9
+    assert main(["score", str(examples)]) == 0
+    assert "monitor group_collapsed" in capsys.readouterr().out

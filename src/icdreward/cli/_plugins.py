@@ -13,9 +13,10 @@ __all__ = ["COMMAND", "plugin_report"]
 
 _DESCRIPTION = """\
 List every plugin of the "icdreward" entry-point group: its distribution and version,
-the module it comes from, the components it registers (rewards and parsers) and the
-CLI commands it adds, then every plugin that failed to load, with the reason. A
-plugin may register only commands (the verl integration adds "prepare").
+the module it comes from, the components it registers (rewards and parsers), the
+CLI commands it adds and the audit strategies it ships, then every plugin that failed
+to load, with the reason. A plugin may register only commands (the verl integration
+adds "prepare").
 
 Exit status: 0 when every plugin loaded, 1 when one failed to load.
 """
@@ -40,6 +41,7 @@ def plugin_report(manager: PluginManager | None = None) -> dict[str, Any]:
                 "rewards": list(p.rewards),
                 "parsers": list(p.parsers),
                 "commands": list(p.commands),
+                "strategies": list(p.strategies),
             }
             for p in loaded
         ],
@@ -68,7 +70,16 @@ def _print(report: dict[str, Any]) -> None:
     out = _render.console()
     loaded = _render.table(
         _plural(len(report["plugins"]), "plugin") + " loaded",
-        ["plugin", "distribution", "version", "module", "rewards", "parsers", "commands"],
+        [
+            "plugin",
+            "distribution",
+            "version",
+            "module",
+            "rewards",
+            "parsers",
+            "commands",
+            "strategies",
+        ],
     )
     for p in report["plugins"]:
         loaded.add_row(
@@ -79,6 +90,7 @@ def _print(report: dict[str, Any]) -> None:
             ", ".join(p["rewards"]) or "-",
             ", ".join(p["parsers"]) or "-",
             ", ".join(p["commands"]) or "-",
+            f"{len(p['strategies'])} audit strategies" if p["strategies"] else "-",
         )
     _render.print_table(out, loaded)
     if report["failed"]:

@@ -36,8 +36,9 @@ whose rows hold "completion" and "gold" (one code, a list, "M5116;E119" or
 
 Where the output goes:
   * the summary table (mean, spread, min and max of the total and of every component,
-    parse failures, invalid codes, failed components and, when rows have groups, the
-    number of groups and the share of groups whose rewards are all equal) is printed
+    parse failures, invalid codes, failed components, when rows have groups the number
+    of groups and the share of groups whose rewards are all equal, and the reward-hacking
+    monitors of icdreward.monitors, averaged over the rows) is printed
     on stdout;
   * with --output FILE, one JSON object per row (the keys of ScoreResult.to_records():
     score, one per component, code, parse_failure, invalid_code, failed) is written to
@@ -253,6 +254,8 @@ class ScoreSummary:
         self._group_of_row: list[torch.Tensor] = []
         self._grouped: list[torch.Tensor] = []
         self._next_group = 0
+        self._monitor_sums: dict[str, float] = {}
+        self._monitor_rows: dict[str, int] = {}
 
     def group_ids(self, chunk: ScoringRows) -> torch.Tensor | None:
         """Dense group ids of a chunk, consistent across the chunks of one file.
@@ -297,6 +300,10 @@ class ScoreSummary:
         self.parse_failures += int(result.parse_failure.sum())
         self.invalid_codes += int(result.invalid_code.sum())
         self.failed_samples += int(any_failed.sum())
+        # Monitors are per-chunk shares and means: weighted by the chunk's rows.
+        for name, value in result.monitors.items():
+            self._monitor_sums[name] = self._monitor_sums.get(name, 0.0) + value * len(result)
+            self._monitor_rows[name] = self._monitor_rows.get(name, 0) + len(result)
 
     def to_dict(
         self, *, path: str | None = None, source: str | None = None, output: str | None = None
@@ -318,6 +325,11 @@ class ScoreSummary:
             "invalid_codes": self.invalid_codes,
             "samples_with_failed_components": self.failed_samples,
             "groups": self._group_summary(total),
+            "monitors": {
+                name: self._monitor_sums[name] / rows
+                for name, rows in self._monitor_rows.items()
+                if rows
+            },
         }
 
     def _group_summary(self, total: torch.Tensor) -> dict[str, Any] | None:
@@ -424,6 +436,10 @@ def _print_summary(report: dict[str, Any], *, stderr: bool) -> None:
     if report["output"] not in (None, "-"):
         counts.append(("records", str(report["output"])))
     out.print(_render.key_value_lines(counts, indent=1), markup=False)
+    monitors = report.get("monitors") or {}
+    if monitors:
+        lines = [(f"monitor {name}", _render.fmt_number(value)) for name, value in monitors.items()]
+        out.print(_render.key_value_lines(lines, indent=1), markup=False)
 
 
 COMMAND = Command(
