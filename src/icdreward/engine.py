@@ -10,15 +10,13 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import math
-import threading
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import torch
@@ -37,6 +35,7 @@ from icdreward.config import (
 from icdreward.errors import ComponentFailure, UnknownComponentError
 from icdreward.golds import gold_codes
 from icdreward.groups import group_statistics
+from icdreward.loop import LoopStopped, LoopThread
 from icdreward.monitors import batch_monitors
 from icdreward.plugin import ComponentKind, PluginManager
 from icdreward.result import ScoreResult
@@ -44,7 +43,6 @@ from icdreward.result import ScoreResult
 __all__ = ["RewardEngine"]
 
 log = logging.getLogger("icdreward")
-_T = TypeVar("_T")
 _GOLD_MEMO_SIZE = 65_536
 _GOLD_MEMO_KEY_CHARS = 64
 # Calls one component may spend per batch to isolate the samples it fails on.
@@ -135,9 +133,12 @@ class RewardEngine:
                 )
             )
         self._weights = torch.tensor([b.config.weight for b in self._bound], dtype=torch.float32)
-        self._loop: _LoopThread | None = None
-        self._loop_lock = threading.Lock()
-        self._loop_finalizer: weakref.finalize[Any, Any] | None = None
+        # A private event loop for async components called from sync code: one for the
+        # whole life of the engine, so async clients bound to it stay usable across
+        # batches. It starts on first use; an engine dropped without close() must not
+        # leave its thread behind.
+        self._loop = LoopThread("icdreward-loop")
+        self._loop_finalizer = weakref.finalize(self, self._loop.stop)
         self._gold_memo: dict[str, tuple[str, ...]] = {}
 
     # -- construction ------------------------------------------------------------
@@ -218,7 +219,12 @@ class RewardEngine:
             else:
                 outcomes[k] = self._run_sync(bound, batch)
         if pending:
-            results = self._loop_thread().run(self._gather(pending, batch))
+            try:
+                results = self._loop.run(self._gather(pending, batch))
+            except LoopStopped:
+                raise RuntimeError(
+                    "the engine was closed while this batch was being scored"
+                ) from None
             outcomes.update(zip(pending, results, strict=True))
         return self._combine(batch, [outcomes[k] for k in range(len(self._bound))])
 
@@ -246,18 +252,16 @@ class RewardEngine:
         Async components are closed on the loop they ran on (:meth:`Reward.aclose`).
         A batch still being scored in another thread fails with a ``RuntimeError``.
         """
-        loop = self._loop
+        ran_async = self._loop.running
         for bound in self._bound:
             try:
-                if bound.reward.is_async and loop is not None:
-                    loop.run(bound.reward.aclose())
+                if bound.reward.is_async and ran_async:
+                    self._loop.run(bound.reward.aclose())
                 else:
                     bound.reward.close()
             except Exception:
                 log.exception("closing reward component %r failed", bound.config.key)
-        if self._loop_finalizer is not None:
-            self._loop_finalizer()  # stops the loop, once
-        self._loop = None
+        self._loop.stop()
 
     async def aclose(self) -> None:
         """Close every component on the running loop (after using :meth:`ascore`)."""
@@ -266,9 +270,7 @@ class RewardEngine:
                 await bound.reward.aclose()
             except Exception:
                 log.exception("closing reward component %r failed", bound.config.key)
-        if self._loop_finalizer is not None:
-            await asyncio.to_thread(self._loop_finalizer)
-        self._loop = None
+        await asyncio.to_thread(self._loop.stop)
 
     def __enter__(self) -> RewardEngine:
         return self
@@ -465,14 +467,6 @@ class RewardEngine:
             values[mask] = 0.0
             included[mask] = False
 
-    def _loop_thread(self) -> _LoopThread:
-        with self._loop_lock:
-            if self._loop is None:
-                self._loop = _LoopThread()
-                # An engine dropped without close() must not leave its thread behind.
-                self._loop_finalizer = weakref.finalize(self, self._loop.stop)
-            return self._loop
-
 
 def _check_length(name: str, values: Sequence[object] | torch.Tensor, size: int) -> None:
     if len(values) != size:
@@ -560,47 +554,3 @@ def _non_finite(outcome: _Outcome, finite: torch.Tensor) -> _Outcome:
         for r, b in zip(outcome.reasons, bad.tolist(), strict=True)
     )
     return _Outcome(torch.where(finite, outcome.values, 0.0), outcome.failed | bad, reasons)
-
-
-class _LoopThread:
-    """A private event loop in a daemon thread, for async components called synchronously.
-
-    Running coroutines here (instead of ``asyncio.run`` per call) works from worker
-    threads and from inside a running loop alike, and keeps one loop for the whole
-    life of the engine, so async clients bound to it stay usable across batches.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="icdreward-loop", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise RuntimeError("the engine was closed while this batch was being scored") from None
-
-    def stop(self) -> None:
-        """Cancel what still runs, stop the loop and join its thread (idempotent)."""
-        if self._loop.is_closed():
-            return
-
-        async def shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            # One more turn of the loop: the done-callbacks that wake the threads
-            # waiting in run() must run before the loop stops.
-            await asyncio.sleep(0)
-            self._loop.stop()
-
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
-            self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()

@@ -1,10 +1,10 @@
 """The judge's own event loop: concurrency cap, in-flight sharing, retries, deadlines.
 
 Every request of a judge runs on one private event loop in a daemon thread
-(``icdreward-judge``), started on first use. Callers hand it the prompts they need
-(:meth:`JudgeRunner.submit`) from any thread or event loop: the engine's sync
-``score()`` from verl's worker threads, ``ascore()`` on a trainer's loop, or
-``asyncio.run`` per call. This gives, whatever the callers:
+(``icdreward-judge``, an :class:`icdreward.loop.LoopThread`), started on first use.
+Callers hand it the prompts they need (:meth:`JudgeRunner.submit`) from any thread or
+event loop: the engine's sync ``score()`` from verl's worker threads, ``ascore()`` on a
+trainer's loop, or ``asyncio.run`` per call. This gives, whatever the callers:
 
 * one ``AsyncOpenAI`` client per replica, created in and bound to this loop, never
   used from a loop it does not belong to, and closed properly by ``close()``;
@@ -26,12 +26,13 @@ import concurrent.futures
 import contextlib
 import functools
 import math
-import os
 import random
 import threading
 from typing import Any
 
 import attrs
+
+from icdreward.loop import LoopThread
 
 from ._cache import VerdictCache
 from ._outcome import Outcome
@@ -78,9 +79,7 @@ class JudgeRunner:
         self._cache = cache
         self._stats = stats
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._loop = LoopThread("icdreward-judge")
         # Owned by the loop (created and used only there):
         self._transport: Transport | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -91,48 +90,28 @@ class JudgeRunner:
 
     def submit(self, pending: dict[str, Request]) -> concurrent.futures.Future[dict[str, Outcome]]:
         """Ask for the verdicts of ``pending`` (cache key -> request) on the judge loop."""
-        # Under the lock, so that close() cannot stop the loop between the two steps and
-        # leave the work queued on a loop that never runs it.
         with self._lock:
-            return asyncio.run_coroutine_threadsafe(self.judge(pending), self._ensure_loop())
+            if self._loop.start():
+                # First use, after close(), or in a forked child (threads do not survive
+                # a fork): what was bound to an earlier loop is of no use on this one.
+                self._transport = self._semaphore = None
+                self._flights = {}
+            return self._loop.submit(self.judge(pending))
 
     def owns_running_loop(self) -> bool:
         """Whether the caller runs on the judge's own loop (then await :meth:`judge`)."""
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
+        return self._loop.owns_running_loop()
 
     def close(self) -> None:
         """Cancel what is in flight, close the clients and stop the loop thread."""
         with self._lock:
-            loop, thread, pid = self._loop, self._thread, self._pid
-            self._loop = self._thread = None
-        if loop is None or thread is None or pid != os.getpid():
-            return
-        if loop.is_running() and threading.current_thread() is not thread:
-            future = asyncio.run_coroutine_threadsafe(self._aclose(), loop)
-            # Closing must finish even if the clients misbehave.
-            with contextlib.suppress(Exception):
-                future.result(timeout=10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        """The running judge loop, started if needed (the caller holds ``_lock``)."""
-        alive = self._thread is not None and self._thread.is_alive()
-        if self._loop is None or not alive or self._pid != os.getpid():
-            # First use, after close(), or in a forked child (threads do not survive
-            # a fork): start afresh; the parent's loop is not touched.
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="icdreward-judge", daemon=True)
-            thread.start()
-            self._loop, self._thread, self._pid = loop, thread, os.getpid()
-            self._transport = self._semaphore = None
-            self._flights = {}
-        return self._loop
+            if not self._loop.running:
+                return
+            if not self._loop.owns_running_loop():  # from the loop itself it would wait on itself
+                # Closing must finish even if the clients misbehave.
+                with contextlib.suppress(Exception):
+                    self._loop.run(self._aclose(), timeout=10)
+            self._loop.stop(timeout=10)
 
     # -- on the loop ---------------------------------------------------------------------
 

@@ -52,15 +52,13 @@ True
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
-import threading
 import types
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import attrs
 import torch
@@ -72,6 +70,7 @@ from icdreward.components import ComponentContext, Parser, Reward, RewardOutput
 from icdreward.config import EngineConfig, load_config, read_config_file
 from icdreward.engine import RewardEngine
 from icdreward.golds import gold_codes
+from icdreward.loop import LoopThread
 from icdreward.plugin._manager import PluginManager
 from icdreward.plugin._registry import Register
 from icdreward.plugin._spec import PROJECT_NAME, hookimpl
@@ -85,8 +84,6 @@ __all__ = [
     "engine_with_plugins",
     "plugin_manager",
 ]
-
-_T = TypeVar("_T")
 
 BUILTIN_PLUGINS: Final[Mapping[str, str]] = types.MappingProxyType(
     {
@@ -781,31 +778,17 @@ class _Runner:
     """Runs ``score``, or ``ascore`` on one private event loop for the whole check."""
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        # A thread of its own, so that this works inside a running loop (async tests).
+        self._loop = LoopThread("icdreward-check")
 
     def check(self, reward: Reward, batch: ScoringBatch, where: str) -> _Checked:
         """Score ``batch`` and check the output's type, shape and values."""
         out: object
         try:
-            out = self._run(reward.ascore(batch)) if reward.is_async else reward.score(batch)
+            out = self._loop.run(reward.ascore(batch)) if reward.is_async else reward.score(batch)
         except Exception as exc:
             raise AssertionError(f"{where} raised {exc!r}") from exc
         return _check_output(out, len(batch), where)
 
-    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        # A thread of its own, so that this works inside a running loop (async tests).
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(
-                target=self._loop.run_forever, name="icdreward-check", daemon=True
-            )
-            self._thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
     def close(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            self._loop.close()
-            self._loop = None
+        self._loop.stop()
