@@ -130,3 +130,27 @@ def test_error_in_file_names_file_and_field(tmp_path: Path) -> None:
     err = _error(path)
     assert str(err).startswith(f"{path}: field 'rewards.hierarchy.weight'")
     assert "'heavy'" in str(err)
+
+
+def test_presets_are_data_the_config_module_loads() -> None:
+    # config imports presets; presets importing icdreward back would be a cycle.
+    import ast
+
+    import icdreward.presets
+
+    tree = ast.parse(Path(icdreward.presets.__file__).read_text(encoding="utf-8"))
+    imported: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append(node.module or "")
+    assert imported and not [m for m in imported if m.split(".")[0] == "icdreward"]
+
+
+def test_a_preset_copy_does_not_change_the_preset() -> None:
+    from icdreward.presets import preset_config
+
+    first = preset_config("default")
+    first["rewards"]["hierarchy"]["credit"]["full"] = -1.0
+    assert preset_config("default")["rewards"]["hierarchy"]["credit"]["full"] == 1.0

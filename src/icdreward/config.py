@@ -33,6 +33,7 @@ from typing import Any, Literal, cast
 import attrs
 
 from icdreward.errors import ConfigError
+from icdreward.presets import available_presets, preset_config
 
 __all__ = [
     "RESERVED_KEYS",
@@ -188,8 +189,6 @@ def _resolve_preset(raw: dict[str, Any], source: str) -> dict[str, Any]:
     name = raw.get("preset")
     if name is None:
         return raw
-    from icdreward.presets import available_presets, preset_config
-
     if not isinstance(name, str) or name not in available_presets():
         names = ", ".join(available_presets())
         raise ConfigError(source, "preset", name, f"unknown preset (available: {names})")

@@ -1,7 +1,9 @@
 """Built-in configuration presets.
 
 A preset is an ordinary configuration file shipped with the package; a
-configuration that says ``preset = "NAME"`` is merged over it.
+configuration that says ``preset = "NAME"`` is merged over it by
+:func:`icdreward.config.load_config`. This package is data only: it imports nothing
+of icdreward, so the configuration module can load it.
 
 >>> available_presets()
 ('deepicd-r1', 'default')
@@ -9,12 +11,11 @@ configuration that says ``preset = "NAME"`` is merged over it.
 
 from __future__ import annotations
 
+import copy
 import functools
 import tomllib
 from importlib import resources
 from typing import Any
-
-from icdreward.config import merge_config
 
 __all__ = ["available_presets", "preset_config"]
 
@@ -36,4 +37,4 @@ def preset_config(name: str) -> dict[str, Any]:
     """A fresh copy of the preset's raw configuration (``KeyError`` if unknown)."""
     if name not in available_presets():
         raise KeyError(name)
-    return merge_config({}, _load(name))
+    return copy.deepcopy(_load(name))  # the cached table must not be changed by callers
