@@ -74,6 +74,7 @@ from icdreward.loop import LoopThread
 from icdreward.plugin._manager import PluginManager
 from icdreward.plugin._registry import Register
 from icdreward.plugin._spec import PROJECT_NAME, hookimpl
+from icdreward.presets import available_presets, preset_config
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -85,18 +86,31 @@ __all__ = [
     "plugin_manager",
 ]
 
-BUILTIN_PLUGINS: Final[Mapping[str, str]] = types.MappingProxyType(
-    {
-        "exact": "icdreward_plugins.exact",
-        "format": "icdreward_plugins.format_parser",
-        "hierarchy": "icdreward_plugins.hierarchy",
-        "integrity": "icdreward_plugins.integrity",
-        "judge": "icdreward_plugins.judge",
-        "reasoning": "icdreward_plugins.reasoning",
-        "strategies": "icdreward_plugins.strategies",
+
+def _builtin_plugins() -> Mapping[str, str]:
+    # The entry points that icdreward's pyproject.toml declares, as installed: the one
+    # list of built-in plugins, read back instead of repeated here.
+    try:
+        dist = metadata.distribution(PROJECT_NAME)
+    except metadata.PackageNotFoundError:
+        raise ImportError(
+            f"icdreward.plugin.testing reads the built-in plugins from the entry points of "
+            f"the installed {PROJECT_NAME!r} distribution, which is not installed "
+            f"(install it, e.g. pip install -e .)"
+        ) from None
+    # Integrations publish in the same group (the verl integration's CLI command): the
+    # built-in plugins are the ones in the icdreward_plugins package.
+    found = {
+        ep.name: ep.value
+        for ep in dist.entry_points
+        if ep.group == PROJECT_NAME and ep.value.split(".")[0] == "icdreward_plugins"
     }
-)
-"""The built-in plugins: entry-point name -> module (as in icdreward's ``pyproject.toml``)."""
+    return types.MappingProxyType(dict(sorted(found.items())))
+
+
+BUILTIN_PLUGINS: Final[Mapping[str, str]] = _builtin_plugins()
+"""The built-in plugins: entry-point name -> module, read from the entry points of the
+installed ``icdreward`` distribution (declared in its ``pyproject.toml``)."""
 
 _SOURCE = "icdreward.plugin.testing"
 _MEGABYTE = 1_000_000
@@ -616,8 +630,6 @@ def _params(cls: type[Reward] | type[Parser], params: object, field: str) -> Any
 
 
 def _preset_parsers() -> list[tuple[str, Mapping[str, Any]]]:
-    from icdreward.presets import available_presets, preset_config
-
     names = sorted(available_presets(), key=lambda n: n != "default")
     out: list[tuple[str, Mapping[str, Any]]] = []
     for preset in names:
