@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import math
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,20 +19,16 @@ from typing import Any
 import attrs
 import torch
 
+from icdreward._combine import Bound, combine
+from icdreward._isolation import ISOLATION_CALLS, isolate, isolate_async
+from icdreward._outcome import Outcome, to_outcome
 from icdreward._params import structure_params
 from icdreward.batch import ScoringBatch
 from icdreward.codeset import CodeSet, load_codeset
-from icdreward.components import ComponentContext, Parser, Reward, RewardOutput
-from icdreward.config import (
-    RESERVED_KEYS,
-    ComponentConfig,
-    EngineConfig,
-    FailurePolicy,
-    load_config,
-)
-from icdreward.errors import ComponentFailure, UnknownComponentError
+from icdreward.components import ComponentContext, Parser, Reward
+from icdreward.config import RESERVED_KEYS, EngineConfig, load_config
+from icdreward.errors import UnknownComponentError
 from icdreward.golds import gold_codes
-from icdreward.groups import group_statistics
 from icdreward.loop import LoopStopped, LoopThread
 from icdreward.monitors import batch_monitors
 from icdreward.plugin import ComponentKind, PluginManager
@@ -45,37 +39,6 @@ __all__ = ["RewardEngine"]
 log = logging.getLogger("icdreward")
 _GOLD_MEMO_SIZE = 65_536
 _GOLD_MEMO_KEY_CHARS = 64
-# Calls one component may spend per batch to isolate the samples it fails on.
-_ISOLATION_CALLS = 64
-
-
-@attrs.frozen(eq=False)
-class _Outcome:
-    values: torch.Tensor
-    failed: torch.Tensor
-    reasons: tuple[str | None, ...]
-
-    @classmethod
-    def failure(cls, size: int, reason: str) -> _Outcome:
-        return cls(torch.zeros(size), torch.ones(size, dtype=torch.bool), (reason,) * size)
-
-    @classmethod
-    def concat(cls, parts: Sequence[_Outcome]) -> _Outcome:
-        return cls(
-            torch.cat([p.values for p in parts]),
-            torch.cat([p.failed for p in parts]),
-            tuple(r for p in parts for r in p.reasons),
-        )
-
-
-@attrs.frozen(eq=False)
-class _Bound:
-    """A configured reward component ready to run."""
-
-    config: ComponentConfig
-    reward: Reward
-    policy: FailurePolicy
-    fallback: float
 
 
 class RewardEngine:
@@ -113,7 +76,7 @@ class RewardEngine:
             reserved=("name",),
         )
         self.parser: Parser = parser_cls(parser_params, context)
-        self._bound: list[_Bound] = []
+        self._bound: list[Bound] = []
         for entry in config.rewards:
             field = f"rewards.{entry.key}"
             cls = self._component_class(
@@ -125,7 +88,7 @@ class RewardEngine:
                 cls.Params, entry.params, source=config.source, field=field, reserved=RESERVED_KEYS
             )
             self._bound.append(
-                _Bound(
+                Bound(
                     config=entry,
                     reward=cls(params, context),
                     policy=entry.on_failure or cls.default_on_failure or config.failure.policy,
@@ -211,7 +174,7 @@ class RewardEngine:
             ComponentFailure: a component failed on some sample and its policy is ``"raise"``.
         """
         batch = self._prepare(completions, golds, notes, group_ids, extras)
-        outcomes: dict[int, _Outcome] = {}
+        outcomes: dict[int, Outcome] = {}
         pending: list[int] = []
         for k, bound in enumerate(self._bound):
             if bound.reward.is_async:
@@ -238,7 +201,7 @@ class RewardEngine:
     ) -> ScoreResult:
         """Asynchronous :meth:`score`: async components run concurrently on the caller's loop."""
         batch = self._prepare(completions, golds, notes, group_ids, extras)
-        outcomes: dict[int, _Outcome] = {}
+        outcomes: dict[int, Outcome] = {}
         pending = [k for k, b in enumerate(self._bound) if b.reward.is_async]
         for k, bound in enumerate(self._bound):
             if not bound.reward.is_async:
@@ -334,138 +297,29 @@ class RewardEngine:
             self._gold_memo[gold] = codes
         return codes
 
-    def _run_sync(self, bound: _Bound, batch: ScoringBatch) -> _Outcome:
+    def _run_sync(self, bound: Bound, batch: ScoringBatch) -> Outcome:
         try:
-            return _outcome(bound.reward.score(batch), len(batch))
+            return to_outcome(bound.reward.score(batch), len(batch))
         except Exception as exc:
-            return self._isolate(bound, batch, exc, [_ISOLATION_CALLS])
+            return isolate(bound.reward.score, batch, exc, [ISOLATION_CALLS])
 
-    def _isolate(
-        self, bound: _Bound, batch: ScoringBatch, exc: Exception, budget: list[int]
-    ) -> _Outcome:
-        # Bisect so that one poisonous sample costs only itself: the rest of the batch
-        # still gets real scores. The budget of calls per component and batch stops an
-        # error that is about no sample in particular (an outage, a bug) from costing
-        # 2B calls: past it, the samples left fail with the error seen.
-        if len(batch) <= 1 or budget[0] <= 0:
-            return _Outcome.failure(len(batch), _reason(exc))
-        parts = []
-        for half in _halves(len(batch)):
-            sub = batch.subset(half)
-            if budget[0] <= 0:
-                parts.append(_Outcome.failure(len(sub), _reason(exc)))
-                continue
-            budget[0] -= 1
-            try:
-                parts.append(_outcome(bound.reward.score(sub), len(sub)))
-            except Exception as sub_exc:
-                parts.append(self._isolate(bound, sub, sub_exc, budget))
-        return _Outcome.concat(parts)
-
-    async def _run_async(self, bound: _Bound, batch: ScoringBatch) -> _Outcome:
+    async def _run_async(self, bound: Bound, batch: ScoringBatch) -> Outcome:
         try:
-            return _outcome(await bound.reward.ascore(batch), len(batch))
+            return to_outcome(await bound.reward.ascore(batch), len(batch))
         except Exception as exc:
-            return await self._isolate_async(bound, batch, exc, [_ISOLATION_CALLS])
+            return await isolate_async(bound.reward.ascore, batch, exc, [ISOLATION_CALLS])
 
-    async def _isolate_async(
-        self, bound: _Bound, batch: ScoringBatch, exc: Exception, budget: list[int]
-    ) -> _Outcome:
-        """:meth:`_isolate` for async components."""
-        if len(batch) <= 1 or budget[0] <= 0:
-            return _Outcome.failure(len(batch), _reason(exc))
-        parts = []
-        for half in _halves(len(batch)):
-            sub = batch.subset(half)
-            if budget[0] <= 0:
-                parts.append(_Outcome.failure(len(sub), _reason(exc)))
-                continue
-            budget[0] -= 1
-            try:
-                parts.append(_outcome(await bound.reward.ascore(sub), len(sub)))
-            except Exception as sub_exc:
-                parts.append(await self._isolate_async(bound, sub, sub_exc, budget))
-        return _Outcome.concat(parts)
-
-    async def _gather(self, indices: list[int], batch: ScoringBatch) -> list[_Outcome]:
+    async def _gather(self, indices: list[int], batch: ScoringBatch) -> list[Outcome]:
         return list(
             await asyncio.gather(*(self._run_async(self._bound[k], batch) for k in indices))
         )
 
-    def _combine(self, batch: ScoringBatch, outcomes: list[_Outcome]) -> ScoreResult:
-        size = len(batch)
-        # Work on the stacked [B, K] matrix: a handful of tensor operations per batch,
-        # whatever the number of components (a configuration has at least one).
-        matrix = torch.stack([o.values for o in outcomes], dim=1)
-        # A NaN or an infinity anywhere makes the sum non-finite: one reduction tells that
-        # a batch is clean (a sum that overflows only sends it through the full check).
-        if not math.isfinite(float(matrix.sum())):
-            finite = torch.isfinite(matrix)
-            if not bool(finite.all()):
-                outcomes = [_non_finite(o, finite[:, k]) for k, o in enumerate(outcomes)]
-                matrix = torch.where(finite, matrix, 0.0)
-        no_failures = _no_failures(size)
-        if all(o.failed is no_failures for o in outcomes):
-            # Every component returned plain values: nothing failed, nothing to stack.
-            failed = torch.zeros(size, len(outcomes), dtype=torch.bool)
-            included = torch.ones(size, len(outcomes), dtype=torch.bool)
-            total = matrix @ self._weights
-        else:
-            failed = torch.stack([o.failed for o in outcomes], dim=1)
-            included = torch.ones_like(failed)
-            if bool(failed.any()):
-                for k in failed.any(dim=0).nonzero().flatten().tolist():
-                    self._apply_policy(self._bound[k], outcomes[k], matrix[:, k], included[:, k])
-                total = (matrix * included) @ self._weights
-            else:
-                total = matrix @ self._weights
-        # Last line of defence: a trainer must never receive NaN or inf.
-        total = torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
-        gold_missing = batch.gold_keys[:, 0] == 0  # the primary gold slot is empty
-        if bool(gold_missing.any()):
-            log.warning(
-                "%d of %d samples have no readable gold code; they score as wrong answers",
-                int(gold_missing.sum()), size,
-            )  # fmt: skip
-        groups = None
-        if batch.group_ids is not None and size:
-            groups = group_statistics(total, batch.group_ids)
-        names = self.names
-        return ScoreResult(
-            total=total,
-            components=dict(zip(names, matrix.unbind(dim=1), strict=True)),
-            weights=self.weights,
-            included=included,
-            failed=dict(zip(names, failed.unbind(dim=1), strict=True)),
-            failure_reasons={n: o.reasons for n, o in zip(names, outcomes, strict=True)},
-            parsed=batch.parsed,
-            gold_missing=gold_missing,
-            groups=groups,
-            monitors=batch_monitors(batch) if self.config.monitors else {},
-        )
-
-    @staticmethod
-    def _apply_policy(
-        bound: _Bound, outcome: _Outcome, values: torch.Tensor, included: torch.Tensor
-    ) -> None:
-        """Apply ``bound``'s failure policy to its column (``values``, ``included``) in place."""
-        mask = outcome.failed
-        key, size = bound.config.key, int(mask.numel())
-        # One line per component and batch, not per sample: a long run with a broken
-        # component must not drown its own log.
-        first = next(r for r, m in zip(outcome.reasons, mask.tolist(), strict=True) if m)
-        log.warning(
-            "reward %r could not score %d of %d samples (policy %s); first: %s",
-            key, int(mask.sum()), size, bound.policy, first,
-        )  # fmt: skip
-        if bound.policy == "raise":
-            reasons = {i: r or "failed" for i, r in enumerate(outcome.reasons) if r is not None}
-            raise ComponentFailure(key, reasons)
-        if bound.policy == "fallback":
-            values[mask] = bound.fallback
-        else:
-            values[mask] = 0.0
-            included[mask] = False
+    def _combine(self, batch: ScoringBatch, outcomes: list[Outcome]) -> ScoreResult:
+        result = combine(self._bound, self._weights, batch, outcomes)
+        if self.config.monitors and len(batch):
+            # attrs.evolve on a frozen result: the monitors read the batch after scoring.
+            result = attrs.evolve(result, monitors=batch_monitors(batch))
+        return result
 
 
 def _check_length(name: str, values: Sequence[object] | torch.Tensor, size: int) -> None:
@@ -499,58 +353,3 @@ def _hashable(value: Any) -> Any:
     except TypeError:
         return repr(value)
     return value
-
-
-def _outcome(out: torch.Tensor | RewardOutput | Sequence[float], size: int) -> _Outcome:
-    if isinstance(out, RewardOutput):
-        values = _cpu(out.values, torch.float32)
-        failed = _cpu(out.failed, torch.bool)
-        reasons = tuple(out.reasons)
-        if failed.numel() != size or len(reasons) != size:
-            return _Outcome.failure(size, f"returned failure flags for {failed.numel()} samples")
-    else:
-        values = _cpu(out, torch.float32)
-        failed = _no_failures(size)
-        reasons = (None,) * size
-    if values.numel() != size:
-        return _Outcome.failure(size, f"returned {values.numel()} values for {size} samples")
-    # Finiteness is checked once for all components, in _combine.
-    return _Outcome(values, failed, reasons)
-
-
-def _halves(size: int) -> tuple[range, range]:
-    return range(size // 2), range(size // 2, size)
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _cpu(values: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A flat CPU tensor of ``dtype``, detached: a model-based reward may compute on a GPU."""
-    if isinstance(values, torch.Tensor):
-        if (
-            values.dtype is dtype
-            and values.dim() == 1
-            and values.is_cpu
-            and not values.requires_grad
-        ):
-            return values  # what rule-based rewards return: the three calls below change nothing
-        return values.detach().to("cpu", dtype).reshape(-1)
-    return torch.as_tensor(values, dtype=dtype).reshape(-1)
-
-
-@functools.lru_cache(maxsize=8)
-def _no_failures(size: int) -> torch.Tensor:
-    # Shared and never written to: outcomes are combined into new tensors.
-    return torch.zeros(size, dtype=torch.bool)
-
-
-def _non_finite(outcome: _Outcome, finite: torch.Tensor) -> _Outcome:
-    """``outcome`` with its NaN and infinite values turned into failures."""
-    bad = ~finite & ~outcome.failed
-    reasons = tuple(
-        "returned a non-finite value" if b else r
-        for r, b in zip(outcome.reasons, bad.tolist(), strict=True)
-    )
-    return _Outcome(torch.where(finite, outcome.values, 0.0), outcome.failed | bad, reasons)
