@@ -46,6 +46,17 @@ class Exploding(Reward):
         return torch.ones(batch.size)
 
 
+class ExplodingAsync(Exploding):
+    """:class:`Exploding` as an async component: isolated by the same routine."""
+
+    name = "exploding_async"
+    is_async = True
+
+    async def ascore(self, batch: ScoringBatch) -> torch.Tensor:
+        await asyncio.sleep(0)
+        return self.score(batch)
+
+
 class NotANumber(Reward):
     name = "nan"
 
@@ -127,8 +138,8 @@ class ReadsExtras(Reward):
 class _TestPlugin:
     @hookimpl
     def icdreward_register_rewards(self, register: Any) -> None:
-        for cls in (Exploding, NotANumber, WrongShape, Flaky, SlowAsync, AlwaysFails,
-                    OtherDevice, Blocking, ReadsExtras):  # fmt: skip
+        for cls in (Exploding, ExplodingAsync, NotANumber, WrongShape, Flaky, SlowAsync,
+                    AlwaysFails, OtherDevice, Blocking, ReadsExtras):  # fmt: skip
             register(cls)
 
 
@@ -160,6 +171,17 @@ def test_one_failing_sample_is_isolated_and_flagged() -> None:
     assert result.components["exploding"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
     assert result.failure_reasons["exploding"][1] == "RuntimeError: boom"
     assert result.to_records()[1]["failed"] == ["exploding"]
+
+
+def test_sync_and_async_components_isolate_the_same_samples() -> None:
+    e = engine({"rewards": {"exploding": {}, "exploding_async": {}}})
+    codes = ["I10", "E119", "I10", "I10", "E119", "J189", "I10"]
+    result = e.score([completion(c) for c in codes], [GOLD] * len(codes))
+    expected = [c == "E119" for c in codes]
+    assert result.failed["exploding"].tolist() == expected
+    assert result.failed["exploding_async"].tolist() == expected
+    assert result.failure_reasons["exploding_async"][1] == "RuntimeError: boom"
+    assert result.total.tolist() == [0.0 if bad else 2.0 for bad in expected]
 
 
 def test_abstain_policy_leaves_the_component_out() -> None:

@@ -5,11 +5,18 @@ again, down to single samples: the rest of the batch still gets real scores. A
 budget of calls per component and batch stops an error that is about no sample in
 particular (an outage, a bug) from costing ``2B`` calls: past it, the samples left
 fail with the error seen.
+
+One routine serves sync and async components: :func:`isolate` is a coroutine that
+awaits the component's scoring call. For an async component it runs on an event
+loop; for a sync one, :func:`isolate_sync` wraps ``score`` in a coroutine that never
+suspends, so the whole bisection runs to its end in a single ``send`` on the calling
+thread, with no event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import torch
 
@@ -17,41 +24,31 @@ from icdreward._outcome import Outcome, failure_reason, to_outcome
 from icdreward.batch import ScoringBatch
 from icdreward.components import RewardOutput
 
-__all__ = ["ISOLATION_CALLS", "isolate", "isolate_async"]
+__all__ = ["ISOLATION_CALLS", "isolate", "isolate_sync"]
 
 # Calls one component may spend per batch to isolate the samples it fails on.
 ISOLATION_CALLS = 64
 
-_Score = Callable[[ScoringBatch], torch.Tensor | RewardOutput]
+_T = TypeVar("_T")
 _AScore = Callable[[ScoringBatch], Awaitable[torch.Tensor | RewardOutput]]
 
 
-def isolate(score: _Score, batch: ScoringBatch, exc: Exception, budget: list[int]) -> Outcome:
-    """Score the halves of ``batch`` (which raised ``exc``) again, recursively."""
-    if len(batch) <= 1 or budget[0] <= 0:
-        return Outcome.failure(len(batch), failure_reason(exc))
-    parts = []
-    for half in _halves(len(batch)):
-        sub = batch.subset(half)
-        if budget[0] <= 0:
-            parts.append(Outcome.failure(len(sub), failure_reason(exc)))
-            continue
-        budget[0] -= 1
-        try:
-            parts.append(to_outcome(score(sub), len(sub)))
-        except Exception as sub_exc:
-            parts.append(isolate(score, sub, sub_exc, budget))
-    return Outcome.concat(parts)
-
-
-async def isolate_async(
-    score: _AScore, batch: ScoringBatch, exc: Exception, budget: list[int]
+async def isolate(
+    score: _AScore, batch: ScoringBatch, exc: Exception, budget: list[int] | None = None
 ) -> Outcome:
-    """:func:`isolate` for async components."""
+    """Score the halves of ``batch``, on which ``score`` raised ``exc``, again, recursively.
+
+    Args:
+        score: the component's scoring call.
+        batch: the batch that raised.
+        exc: what it raised (the reason of samples left unscored).
+        budget: calls left, shared by the recursion (default :data:`ISOLATION_CALLS`).
+    """
+    budget = [ISOLATION_CALLS] if budget is None else budget
     if len(batch) <= 1 or budget[0] <= 0:
         return Outcome.failure(len(batch), failure_reason(exc))
     parts = []
-    for half in _halves(len(batch)):
+    for half in (range(len(batch) // 2), range(len(batch) // 2, len(batch))):
         sub = batch.subset(half)
         if budget[0] <= 0:
             parts.append(Outcome.failure(len(sub), failure_reason(exc)))
@@ -60,9 +57,29 @@ async def isolate_async(
         try:
             parts.append(to_outcome(await score(sub), len(sub)))
         except Exception as sub_exc:
-            parts.append(await isolate_async(score, sub, sub_exc, budget))
+            parts.append(await isolate(score, sub, sub_exc, budget))
     return Outcome.concat(parts)
 
 
-def _halves(size: int) -> tuple[range, range]:
-    return range(size // 2), range(size // 2, size)
+def isolate_sync(
+    score: Callable[[ScoringBatch], torch.Tensor | RewardOutput],
+    batch: ScoringBatch,
+    exc: Exception,
+) -> Outcome:
+    """:func:`isolate` for a sync component, on the calling thread."""
+
+    async def call(sub: ScoringBatch) -> torch.Tensor | RewardOutput:
+        return score(sub)
+
+    return _run_unsuspended(isolate(call, batch, exc))
+
+
+def _run_unsuspended(coro: Coroutine[Any, Any, _T]) -> _T:
+    """The result of a coroutine that awaits nothing which suspends."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: _T = done.value
+        return result
+    coro.close()
+    raise RuntimeError("isolating a sync component suspended; it must run without a loop")

@@ -20,7 +20,7 @@ import attrs
 import torch
 
 from icdreward._combine import Bound, combine
-from icdreward._isolation import ISOLATION_CALLS, isolate, isolate_async
+from icdreward._isolation import isolate, isolate_sync
 from icdreward._outcome import Outcome, to_outcome
 from icdreward._params import structure_params
 from icdreward.batch import ScoringBatch
@@ -301,13 +301,13 @@ class RewardEngine:
         try:
             return to_outcome(bound.reward.score(batch), len(batch))
         except Exception as exc:
-            return isolate(bound.reward.score, batch, exc, [ISOLATION_CALLS])
+            return isolate_sync(bound.reward.score, batch, exc)
 
     async def _run_async(self, bound: Bound, batch: ScoringBatch) -> Outcome:
         try:
             return to_outcome(await bound.reward.ascore(batch), len(batch))
         except Exception as exc:
-            return await isolate_async(bound.reward.ascore, batch, exc, [ISOLATION_CALLS])
+            return await isolate(bound.reward.ascore, batch, exc)
 
     async def _gather(self, indices: list[int], batch: ScoringBatch) -> list[Outcome]:
         return list(
