@@ -154,3 +154,47 @@ def test_a_preset_copy_does_not_change_the_preset() -> None:
     first = preset_config("default")
     first["rewards"]["hierarchy"]["credit"]["full"] = -1.0
     assert preset_config("default")["rewards"]["hierarchy"]["credit"]["full"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("table", "field", "needle"),
+    [
+        ({"limits": {"time_limit": 0}}, "limits.time_limit", "greater than 0 (false: no time"),
+        ({"limits": {"time_limit": -2.5}}, "limits.time_limit", "greater than 0"),
+        ({"limits": {"time_limit": "10s"}}, "limits.time_limit", "expected seconds"),
+        ({"limits": {"time_limit": True}}, "limits.time_limit", "expected seconds"),
+        ({"limits": {"time_limit": float("inf")}}, "limits.time_limit", "greater than 0"),
+        ({"limits": {"timeout": 10}}, "limits.timeout", "unknown setting (allowed: time_limit)"),
+        ({"limits": 10}, "limits", "expected a table"),
+        ({"rewards": {"exact": {"time_limit": 0.0}}}, "rewards.exact.time_limit", "greater than 0"),
+        ({"rewards": {"exact": {"time_limit": [1]}}}, "rewards.exact.time_limit", "expected"),
+    ],
+)
+def test_time_limit_errors_name_file_field_and_value(
+    tmp_path: Path, table: dict, field: str, needle: str
+) -> None:
+    path = tmp_path / "limits.json"
+    path.write_text(json.dumps({"preset": "default", **table}), encoding="utf-8")
+    err = _error(path)
+    assert err.field == field
+    assert needle in str(err)
+    assert str(err).startswith(f"{path}: field {field!r}")
+
+
+def test_time_limits_default_engine_wide_per_component_and_off(tmp_path: Path) -> None:
+    from icdreward.config import DEFAULT_TIME_LIMIT
+
+    assert load_config({"preset": "default"}).limits.time_limit == DEFAULT_TIME_LIMIT
+    path = tmp_path / "r.toml"
+    path.write_text(
+        'preset = "default"\n[limits]\ntime_limit = 30\n'
+        "[rewards.hierarchy]\ntime_limit = 2.5\n[rewards.exact]\ntime_limit = false\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(path)
+    assert cfg.limits.time_limit == 30.0
+    limits = {r.key: r.time_limit for r in cfg.rewards}
+    assert limits == {"format": None, "hierarchy": 2.5, "exact": False, "reasoning": None}
+    assert "time_limit" not in next(r for r in cfg.rewards if r.key == "hierarchy").params
+    off = load_config({"preset": "default", "limits": {"time_limit": False}})
+    assert off.limits.time_limit is None

@@ -8,6 +8,7 @@ import math
 import attrs
 import torch
 
+from icdreward._limits import TimeLimit
 from icdreward._outcome import Outcome, no_failures, with_non_finite_failed
 from icdreward.batch import ScoringBatch
 from icdreward.components import Reward
@@ -23,12 +24,13 @@ log = logging.getLogger("icdreward")
 
 @attrs.frozen(eq=False)
 class Bound:
-    """A configured reward component ready to run."""
+    """A configured reward component ready to run (``limit``: None when it has none)."""
 
     config: ComponentConfig
     reward: Reward
     policy: FailurePolicy
     fallback: float
+    limit: TimeLimit | None = None
 
 
 def combine(

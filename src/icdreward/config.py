@@ -36,11 +36,13 @@ from icdreward.errors import ConfigError
 from icdreward.presets import available_presets, preset_config
 
 __all__ = [
+    "DEFAULT_TIME_LIMIT",
     "RESERVED_KEYS",
     "ComponentConfig",
     "EngineConfig",
     "FailureConfig",
     "FailurePolicy",
+    "LimitsConfig",
     "ParserConfig",
     "PluginsConfig",
     "load_config",
@@ -49,10 +51,15 @@ __all__ = [
 
 FailurePolicy = Literal["fallback", "abstain", "raise"]
 _POLICIES: tuple[str, ...] = ("fallback", "abstain", "raise")
-_TOP_LEVEL = ("preset", "parser", "rewards", "failure", "plugins", "codeset", "monitors")
+_TOP_LEVEL = ("preset", "parser", "rewards", "failure", "limits", "plugins", "codeset", "monitors")
 # Keys of a reward table that configure the engine's handling of the component;
-# everything else in the table is a parameter of the component itself.
-RESERVED_KEYS = ("component", "weight", "enabled", "on_failure", "fallback")
+# everything else in the table is a parameter of the component itself. (The judge
+# takes a `timeout` of its own, per HTTP request: the engine's limit is `time_limit`.)
+RESERVED_KEYS = ("component", "weight", "enabled", "on_failure", "fallback", "time_limit")
+DEFAULT_TIME_LIMIT = 600.0
+"""Seconds one component may spend on one batch unless configured otherwise: far above
+what a healthy component takes (microseconds per sample; a judge's own batch deadline
+is 300 s by default), so it fires only on a hung call."""
 # Keys of ScoreResult.to_records() besides the components: no component may take them.
 RECORD_KEYS = ("score", "code", "parse_failure", "invalid_code", "gold_missing", "failed")
 
@@ -77,6 +84,8 @@ class ComponentConfig:
         params: the component's own parameters (validated against its ``Params``).
         on_failure: failure policy for this component (None: the engine-wide one).
         fallback: value used by the ``"fallback"`` policy (None: the engine-wide one).
+        time_limit: seconds the component may spend on one batch; ``False`` for no
+            limit, None for the engine-wide one (:class:`LimitsConfig`).
     """
 
     key: str
@@ -85,6 +94,7 @@ class ComponentConfig:
     params: Mapping[str, Any] = attrs.field(factory=dict)
     on_failure: FailurePolicy | None = None
     fallback: float | None = None
+    time_limit: float | Literal[False] | None = None
 
 
 @attrs.frozen
@@ -97,6 +107,20 @@ class FailureConfig:
 
     policy: FailurePolicy = "fallback"
     fallback: float = 0.0
+
+
+@attrs.frozen
+class LimitsConfig:
+    """Time limits of the reward components (the ``[limits]`` table).
+
+    Attributes:
+        time_limit: seconds each component may spend on one batch, unless its own
+            table sets ``time_limit``; None: no limit. A component past its limit
+            fails on every sample of the batch ("timed out after N s") and its failure
+            policy applies; the engine stops waiting for it.
+    """
+
+    time_limit: float | None = DEFAULT_TIME_LIMIT
 
 
 @attrs.frozen
@@ -114,6 +138,7 @@ class EngineConfig:
     rewards: tuple[ComponentConfig, ...]
     parser: ParserConfig = attrs.field(factory=ParserConfig)
     failure: FailureConfig = attrs.field(factory=FailureConfig)
+    limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
     codeset_year: int = 2026
     monitors: bool = True
@@ -206,6 +231,7 @@ def _validate(raw: Mapping[str, Any], source: str) -> EngineConfig:
         rewards=_rewards(raw.get("rewards", {}), source),
         parser=_parser(raw.get("parser", {}), source),
         failure=_failure(raw.get("failure", {}), source),
+        limits=_limits(raw.get("limits", {}), source),
         plugins=_plugins(raw.get("plugins", {}), source),
         codeset_year=_codeset_year(raw.get("codeset", {}), source),
         monitors=_monitors(raw.get("monitors", True), source),
@@ -265,6 +291,7 @@ def _rewards(value: Any, source: str) -> tuple[ComponentConfig, ...]:
             raise ConfigError(source, f"{field}.component", component, "expected a component name")
         on_failure = entry.get("on_failure")
         fallback = entry.get("fallback")
+        time_limit = entry.get("time_limit")
         out.append(
             ComponentConfig(
                 key=str(key),
@@ -277,6 +304,9 @@ def _rewards(value: Any, source: str) -> tuple[ComponentConfig, ...]:
                 fallback=None
                 if fallback is None
                 else _number(fallback, source, f"{field}.fallback"),
+                time_limit=None
+                if time_limit is None
+                else _time_limit(time_limit, source, f"{field}.time_limit"),
             )
         )
     if not out:
@@ -306,6 +336,32 @@ def _failure(value: Any, source: str) -> FailureConfig:
         policy=_policy(table.get("policy", "fallback"), source, "failure.policy"),
         fallback=_number(table.get("fallback", 0.0), source, "failure.fallback"),
     )
+
+
+def _time_limit(value: Any, source: str, field: str) -> float | Literal[False]:
+    if value is False:
+        return False
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(source, field, value, "expected seconds (a number > 0) or false")
+    seconds = float(value)
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(
+            source, field, value, "expected seconds greater than 0 (false: no time limit)"
+        )
+    return seconds
+
+
+def _limits(value: Any, source: str) -> LimitsConfig:
+    table = _table(value, source, "limits")
+    for key, entry in table.items():
+        if key != "time_limit":
+            raise ConfigError(
+                source, f"limits.{key}", entry, _unknown("setting", str(key), ["time_limit"])
+            )
+    if "time_limit" not in table:
+        return LimitsConfig()
+    seconds = _time_limit(table["time_limit"], source, "limits.time_limit")
+    return LimitsConfig(time_limit=None if seconds is False else seconds)
 
 
 def _plugins(value: Any, source: str) -> PluginsConfig:

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,12 +23,13 @@ import torch
 
 from icdreward._combine import Bound, combine
 from icdreward._isolation import isolate, isolate_sync
+from icdreward._limits import Step, TimeLimit, Workers, run_steps
 from icdreward._outcome import Outcome, to_outcome
 from icdreward._params import structure_params
 from icdreward.batch import ScoringBatch
 from icdreward.codeset import CodeSet, load_codeset
 from icdreward.components import ComponentContext, Parser, Reward
-from icdreward.config import RESERVED_KEYS, EngineConfig, load_config
+from icdreward.config import RESERVED_KEYS, ComponentConfig, EngineConfig, load_config
 from icdreward.errors import UnknownComponentError
 from icdreward.golds import gold_codes
 from icdreward.loop import LoopStopped, LoopThread
@@ -77,6 +80,7 @@ class RewardEngine:
         )
         self.parser: Parser = parser_cls(parser_params, context)
         self._bound: list[Bound] = []
+        self._workers = Workers()
         for entry in config.rewards:
             field = f"rewards.{entry.key}"
             cls = self._component_class(
@@ -93,8 +97,12 @@ class RewardEngine:
                     reward=cls(params, context),
                     policy=entry.on_failure or cls.default_on_failure or config.failure.policy,
                     fallback=config.failure.fallback if entry.fallback is None else entry.fallback,
+                    limit=self._time_limit(entry),
                 )
             )
+        self._sync = [k for k, b in enumerate(self._bound) if not b.reward.is_async]
+        # Whether a sync component has a time limit (then batches run in a worker).
+        self._limited = any(b.limit is not None and not b.reward.is_async for b in self._bound)
         self._weights = torch.tensor([b.config.weight for b in self._bound], dtype=torch.float32)
         # A private event loop for async components called from sync code: one for the
         # whole life of the engine, so async clients bound to it stay usable across
@@ -102,6 +110,7 @@ class RewardEngine:
         # leave its thread behind.
         self._loop = LoopThread("icdreward-loop")
         self._loop_finalizer = weakref.finalize(self, self._loop.stop)
+        self._workers_finalizer = weakref.finalize(self, self._workers.close)
         self._gold_memo: dict[str, tuple[str, ...]] = {}
 
     # -- construction ------------------------------------------------------------
@@ -115,6 +124,12 @@ class RewardEngine:
     def from_config(cls, config: str | Path | Mapping[str, Any], **kwargs: Any) -> RewardEngine:
         """An engine for a configuration file (TOML, YAML, JSON) or mapping."""
         return cls(load_config(config), **kwargs)
+
+    def _time_limit(self, entry: ComponentConfig) -> TimeLimit | None:
+        seconds = self.config.limits.time_limit if entry.time_limit is None else entry.time_limit
+        if seconds is None or seconds is False:
+            return None
+        return TimeLimit(entry.key, seconds)
 
     def _component_class(self, kind: ComponentKind, name: str, field: str) -> Any:
         table = self.plugin_manager.registry.table(kind)
@@ -173,23 +188,29 @@ class RewardEngine:
             ValueError: the argument lengths differ.
             ComponentFailure: a component failed on some sample and its policy is ``"raise"``.
         """
-        batch = self._prepare(completions, golds, notes, group_ids, extras)
-        outcomes: dict[int, Outcome] = {}
-        pending: list[int] = []
-        for k, bound in enumerate(self._bound):
-            if bound.reward.is_async:
-                pending.append(k)
-            else:
-                outcomes[k] = self._run_sync(bound, batch)
-        if pending:
-            try:
-                results = self._loop.run(self._gather(pending, batch))
-            except LoopStopped:
-                raise RuntimeError(
-                    "the engine was closed while this batch was being scored"
-                ) from None
-            outcomes.update(zip(pending, results, strict=True))
-        return self._combine(batch, [outcomes[k] for k in range(len(self._bound))])
+        if not self._limited:
+            batch = self._prepare(completions, golds, notes, group_ids, extras)
+            outcomes = {
+                k: self._run_sync(b, batch)
+                for k, b in enumerate(self._bound)
+                if not b.reward.is_async
+            }
+            return self._finish(batch, outcomes)
+        # Time limits: the whole batch is scored in a worker thread (see _limits), and
+        # this thread stops waiting for a component at its limit.
+        state = _Scoring()
+
+        def prepare() -> ScoringBatch:
+            return self._prepare(completions, golds, notes, group_ids, extras)
+
+        steps = [Step(prepare, keep=state.set_batch)]
+        steps += [
+            self._sync_step(state, k) for k, b in enumerate(self._bound) if not b.reward.is_async
+        ]
+        steps.append(Step(lambda: self._finish(state.batch, state.outcomes), keep=state.set_result))
+        run_steps(steps, self._workers)
+        assert state.result is not None  # every step ran, or one raised
+        return state.result
 
     async def ascore(
         self,
@@ -201,19 +222,29 @@ class RewardEngine:
     ) -> ScoreResult:
         """Asynchronous :meth:`score`: async components run concurrently on the caller's loop."""
         batch = self._prepare(completions, golds, notes, group_ids, extras)
-        outcomes: dict[int, Outcome] = {}
-        pending = [k for k, b in enumerate(self._bound) if b.reward.is_async]
+        state = _Scoring(batch)
+        limited: list[Step] = []
         for k, bound in enumerate(self._bound):
-            if not bound.reward.is_async:
-                outcomes[k] = self._run_sync(bound, batch)
-        outcomes.update(zip(pending, await self._gather(pending, batch), strict=True))
-        return self._combine(batch, [outcomes[k] for k in range(len(self._bound))])
+            if bound.reward.is_async:
+                continue
+            if bound.limit is None:
+                state.outcomes[k] = self._run_sync(bound, batch)
+            else:
+                limited.append(self._sync_step(state, k))
+        if limited:
+            # Waiting for a sync component blocks: wait in a thread, off the loop.
+            await asyncio.to_thread(run_steps, limited, self._workers)
+        pending = [k for k, b in enumerate(self._bound) if b.reward.is_async]
+        state.outcomes.update(zip(pending, await self._gather(pending, batch), strict=True))
+        return self._combine(batch, [state.outcomes[k] for k in range(len(self._bound))])
 
     def close(self) -> None:
         """Close every component and stop the engine's private event loop.
 
         Async components are closed on the loop they ran on (:meth:`Reward.aclose`).
         A batch still being scored in another thread fails with a ``RuntimeError``.
+        A sync call that passed its time limit is not waited for: its daemon thread
+        ends when the call returns.
         """
         ran_async = self._loop.running
         for bound in self._bound:
@@ -225,6 +256,7 @@ class RewardEngine:
             except Exception:
                 log.exception("closing reward component %r failed", bound.config.key)
         self._loop.stop()
+        self._workers.close()
 
     async def aclose(self) -> None:
         """Close every component on the running loop (after using :meth:`ascore`)."""
@@ -234,6 +266,7 @@ class RewardEngine:
             except Exception:
                 log.exception("closing reward component %r failed", bound.config.key)
         await asyncio.to_thread(self._loop.stop)
+        self._workers.close()
 
     def __enter__(self) -> RewardEngine:
         return self
@@ -309,9 +342,47 @@ class RewardEngine:
         except Exception as exc:
             return await isolate(bound.reward.ascore, batch, exc)
 
+    def _sync_step(self, state: _Scoring, k: int) -> Step:
+        """The step running sync component ``k`` on ``state.batch``, under its limit."""
+        bound = self._bound[k]
+        limit = bound.limit
+
+        def run() -> Outcome:
+            batch = state.batch
+            if limit is not None:
+                busy = limit.busy(len(batch))
+                if busy is not None:
+                    return busy
+            return self._run_sync(bound, batch)
+
+        def expired(returned: threading.Event) -> None:
+            assert limit is not None
+            state.outcomes[k] = limit.expired(returned, len(state.batch))
+
+        keep = functools.partial(state.outcomes.__setitem__, k)
+        return Step(run, keep=keep, limit=limit, expired=None if limit is None else expired)
+
+    def _finish(self, batch: ScoringBatch, outcomes: dict[int, Outcome]) -> ScoreResult:
+        """Run the async components on the engine's loop, then combine everything."""
+        pending = [k for k, b in enumerate(self._bound) if b.reward.is_async]
+        if pending:
+            try:
+                results = self._loop.run(self._gather(pending, batch))
+            except LoopStopped:
+                raise RuntimeError(
+                    "the engine was closed while this batch was being scored"
+                ) from None
+            outcomes.update(zip(pending, results, strict=True))
+        return self._combine(batch, [outcomes[k] for k in range(len(self._bound))])
+
+    async def _run_limited(self, bound: Bound, batch: ScoringBatch) -> Outcome:
+        if bound.limit is None:
+            return await self._run_async(bound, batch)
+        return await bound.limit.wait(self._run_async(bound, batch), len(batch))
+
     async def _gather(self, indices: list[int], batch: ScoringBatch) -> list[Outcome]:
         return list(
-            await asyncio.gather(*(self._run_async(self._bound[k], batch) for k in indices))
+            await asyncio.gather(*(self._run_limited(self._bound[k], batch) for k in indices))
         )
 
     def _combine(self, batch: ScoringBatch, outcomes: list[Outcome]) -> ScoreResult:
@@ -353,3 +424,23 @@ def _hashable(value: Any) -> Any:
     except TypeError:
         return repr(value)
     return value
+
+
+class _Scoring:
+    """What the steps of one time-limited batch share (see :meth:`RewardEngine.score`)."""
+
+    def __init__(self, batch: ScoringBatch | None = None) -> None:
+        self._batch = batch
+        self.outcomes: dict[int, Outcome] = {}
+        self.result: ScoreResult | None = None
+
+    @property
+    def batch(self) -> ScoringBatch:
+        assert self._batch is not None  # the first step prepared it
+        return self._batch
+
+    def set_batch(self, batch: ScoringBatch) -> None:
+        self._batch = batch
+
+    def set_result(self, result: ScoreResult) -> None:
+        self.result = result

@@ -63,6 +63,9 @@ class RewardSettings:
         max_batch_size: the reward manager scores at most this many samples at once.
         max_wait_ms: how long the reward manager waits for more samples after the
             first one of a batch arrives.
+        time_limit: seconds each reward component may spend on one batch (the
+            configuration's ``[limits] time_limit``; ``false``: no limit; None: what
+            the configuration or preset says, by default 600 s).
 
     >>> RewardSettings.from_kwargs({"preset": "default"}).engine_config()
     {'preset': 'default'}
@@ -79,6 +82,7 @@ class RewardSettings:
     note_key: str = "note"
     max_batch_size: int = attrs.field(default=512, validator=_positive)
     max_wait_ms: float = attrs.field(default=10.0, validator=_not_negative)
+    time_limit: float | bool | None = None
 
     @classmethod
     def from_kwargs(
@@ -121,6 +125,9 @@ class RewardSettings:
                 "on_failure": "abstain",
             }
             config = merge_config(config, {"rewards": {"judge": judge}})
+        if self.time_limit is not None:
+            # Checked with the rest of the configuration, with its messages.
+            config = merge_config(config, {"limits": {"time_limit": self.time_limit}})
         return config
 
     @property
