@@ -57,6 +57,23 @@ class ExplodingAsync(Exploding):
         return self.score(batch)
 
 
+@attrs.frozen
+class _HugeParams:
+    value: float = 3e38
+    negative_on: str = ""  # samples with this code get -value
+
+
+class Huge(Reward):
+    """Finite float32 values at the edge of float32's range."""
+
+    name = "huge"
+    Params = _HugeParams
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        sign = [-1.0 if c == self.params.negative_on else 1.0 for c in batch.parsed.codes]
+        return torch.tensor(sign, dtype=torch.float32) * self.params.value
+
+
 class NotANumber(Reward):
     name = "nan"
 
@@ -139,7 +156,7 @@ class _TestPlugin:
     @hookimpl
     def icdreward_register_rewards(self, register: Any) -> None:
         for cls in (Exploding, ExplodingAsync, NotANumber, WrongShape, Flaky, SlowAsync,
-                    AlwaysFails, OtherDevice, Blocking, ReadsExtras):  # fmt: skip
+                    AlwaysFails, OtherDevice, Blocking, ReadsExtras, Huge):  # fmt: skip
             register(cls)
 
 
@@ -407,3 +424,90 @@ def test_extras_reach_components_and_survive_isolation() -> None:
     assert result.failed["exploding"].tolist() == [False, True, False]
     with pytest.raises(ValueError, match=r"extras\['difficulty'\] has 1 entries"):
         e.score(texts, [GOLD] * 3, extras={"difficulty": [1]})
+
+
+def _overflowing(failure: dict[str, Any] | None = None) -> RewardEngine:
+    rewards = {"a": {"component": "huge"}, "b": {"component": "huge"}, "exact": {}}
+    return engine({"rewards": rewards, "failure": failure or {}})
+
+
+def test_an_overflowing_total_is_a_flagged_failure_not_a_silent_zero(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    result = _overflowing({"fallback": -2.0}).score([completion("M5116")] * 2, [GOLD] * 2)
+    assert result.components["a"].tolist() == [pytest.approx(3e38)] * 2  # finite components
+    assert result.total.tolist() == [-2.0, -2.0]  # the engine-wide fallback
+    assert result.total_failed.tolist() == [True, True]
+    assert result.total_reasons[0] == "the weighted total of the components does not fit float32"
+    assert [r["failed"] for r in result.to_records()] == [["score"], ["score"]]
+    assert "the weighted total of 2 of 2 samples does not fit float32" in caplog.text
+    assert result.summary()[0].failed == 2
+
+
+def test_a_huge_weight_overflows_like_huge_values() -> None:
+    e = engine({"rewards": {"huge": {"value": 10.0, "weight": 1e38}, "exact": {}}})
+    result = e.score([completion("M5116"), completion("I10")], [GOLD] * 2)
+    assert result.total_failed.tolist() == [True, True]
+    assert result.total.tolist() == [0.0, 0.0]
+
+
+def test_totals_are_summed_in_float64() -> None:
+    # 3e38 + 3e38 - 3e38 overflows float32 half-way; in float64 the total is 3e38.
+    rewards = {
+        "a": {"component": "huge"},
+        "b": {"component": "huge"},
+        "c": {"component": "huge", "negative_on": "M5116"},
+    }
+    result = engine({"rewards": rewards}).score([completion("M5116")], [GOLD])
+    assert result.total.tolist() == [pytest.approx(3e38)]
+    assert not result.total_failed.any()
+
+
+def test_an_overflowing_total_abstains_or_raises_by_policy() -> None:
+    texts = [completion("M5116"), completion("I10")]
+    abstained = _overflowing({"policy": "abstain"}).score(texts, [GOLD] * 2)
+    assert abstained.total_included.tolist() == [False, False]
+    assert [r["score"] for r in abstained.to_records()] == [None, None]
+    assert math.isnan(abstained.summary()[0].mean)  # no total to average, not a 0
+    with pytest.raises(ComponentFailure, match=r"'score'.*does not fit float32"):
+        _overflowing({"policy": "raise"}).score(texts, [GOLD] * 2)
+
+
+def test_group_statistics_that_do_not_fit_float32_are_flagged() -> None:
+    from icdreward.groups import group_statistics
+
+    total = torch.tensor([3e38, -3e38, 1.0, 1.0, 5.0])
+    stats = group_statistics(total, torch.tensor([0, 0, 1, 1, 2]))
+    assert stats.failed.tolist() == [True, False, False]  # std of group 0 overflows
+    assert stats.mean.tolist()[0] == 0.0 and stats.std.tolist()[0] == 0.0
+    assert stats.all_equal.tolist() == [False, True, True]
+    assert stats.all_equal_share == 1.0  # of the groups with statistics
+    advantages = stats.advantages(total, torch.tensor([0, 0, 1, 1, 2]))
+    assert torch.isfinite(advantages).all() and advantages[:2].tolist() == [0.0, 0.0]
+    valid = torch.tensor([True, True, True, True, False])
+    only = group_statistics(total, torch.tensor([0, 0, 1, 1, 2]), valid=valid)
+    assert only.failed.tolist() == [True, False, True]  # group 2 has no total left
+    assert only.size.tolist() == [2, 2, 1]
+
+
+def test_abstained_totals_are_left_out_of_their_group() -> None:
+    rewards = {
+        "a": {"component": "huge", "negative_on": "I10"},
+        "b": {"component": "huge"},
+        "exact": {},
+    }
+    e = engine({"rewards": rewards, "failure": {"policy": "abstain"}})
+    texts = [completion(c) for c in ["M5116", "I10", "M5116", "M5116"]]
+    result = e.score(texts, [GOLD] * 4, group_ids=[0, 0, 1, 1])
+    assert result.total_included.tolist() == [False, True, False, False]
+    assert result.groups is not None
+    assert result.groups.failed.tolist() == [False, True]
+    assert result.groups.mean.tolist() == [0.0, 0.0]  # group 0: only the I10 sample, total 0
+
+
+def test_trl_gets_none_where_the_total_abstained() -> None:
+    from icdreward_trl import TRLRewards
+
+    rewards = TRLRewards(_overflowing({"policy": "abstain"}))
+    texts = [completion("M5116")]
+    assert rewards.total(prompts=["p"], completions=texts, codes=[[GOLD]]) == [None]

@@ -12,7 +12,7 @@ from icdreward._limits import TimeLimit
 from icdreward._outcome import Outcome, no_failures, with_non_finite_failed
 from icdreward.batch import ScoringBatch
 from icdreward.components import Reward
-from icdreward.config import ComponentConfig, FailurePolicy
+from icdreward.config import ComponentConfig, FailureConfig, FailurePolicy
 from icdreward.errors import ComponentFailure
 from icdreward.groups import group_statistics
 from icdreward.result import ScoreResult
@@ -34,12 +34,25 @@ class Bound:
 
 
 def combine(
-    bound: list[Bound], weights: torch.Tensor, batch: ScoringBatch, outcomes: list[Outcome]
+    bound: list[Bound],
+    weights: torch.Tensor,
+    batch: ScoringBatch,
+    outcomes: list[Outcome],
+    failure: FailureConfig,
 ) -> ScoreResult:
     """The :class:`ScoreResult` of ``batch`` from one outcome per bound component.
 
+    Args:
+        bound: the components, in configuration order.
+        weights: ``float64 [K]``, their weights.
+        batch: the scored batch.
+        outcomes: one per component.
+        failure: the engine-wide policy, applied to totals that do not fit ``float32``.
+
     Raises:
-        ComponentFailure: a component failed on some sample and its policy is ``"raise"``.
+        ComponentFailure: a component failed on some sample and its policy is
+            ``"raise"``, or (as component ``"score"``) a total overflowed and the
+            engine-wide policy is ``"raise"``.
     """
     size = len(batch)
     # Work on the stacked [B, K] matrix: a handful of tensor operations per batch,
@@ -57,18 +70,22 @@ def combine(
         # Every component returned plain values: nothing failed, nothing to stack.
         failed = torch.zeros(size, len(outcomes), dtype=torch.bool)
         included = torch.ones(size, len(outcomes), dtype=torch.bool)
-        total = matrix @ weights
+        weighted = matrix
     else:
         failed = torch.stack([o.failed for o in outcomes], dim=1)
         included = torch.ones_like(failed)
+        weighted = matrix
         if bool(failed.any()):
             for k in failed.any(dim=0).nonzero().flatten().tolist():
                 apply_policy(bound[k], outcomes[k], matrix[:, k], included[:, k])
-            total = (matrix * included) @ weights
-        else:
-            total = matrix @ weights
-    # Last line of defence: a trainer must never receive NaN or inf.
-    total = torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
+            weighted = matrix * included
+    # In float64: finite float32 components (two at 3e38, or a weight of 1e38) can sum
+    # past float32's range. What does not fit float32 becomes infinite here and is
+    # handled as a failure of the sample below, not turned into a silent 0.
+    total = (weighted.to(torch.float64) @ weights).to(torch.float32)
+    total_failed, reasons, total_included = _total_failures(total, failure, size)
+    if total_failed is not None:
+        total = torch.where(total_failed, _replacement(failure), total)
     gold_missing = batch.gold_keys[:, 0] == 0  # the primary gold slot is empty
     if bool(gold_missing.any()):
         log.warning(
@@ -77,7 +94,7 @@ def combine(
         )  # fmt: skip
     groups = None
     if batch.group_ids is not None and size:
-        groups = group_statistics(total, batch.group_ids)
+        groups = group_statistics(total, batch.group_ids, valid=total_included)
     names = tuple(b.config.key for b in bound)
     return ScoreResult(
         total=total,
@@ -89,7 +106,39 @@ def combine(
         parsed=batch.parsed,
         gold_missing=gold_missing,
         groups=groups,
+        total_failed=no_failures(size) if total_failed is None else total_failed,
+        total_reasons=reasons or (None,) * size,
+        total_included=torch.ones(size, dtype=torch.bool)
+        if total_included is None
+        else total_included,
     )
+
+
+def _total_failures(
+    total: torch.Tensor, failure: FailureConfig, size: int
+) -> tuple[torch.Tensor | None, tuple[str | None, ...], torch.Tensor | None]:
+    """Flags, reasons and inclusion of totals that are not finite (None: all fine)."""
+    finite = torch.isfinite(total)
+    if bool(finite.all()):
+        return None, (), None
+    bad = ~finite
+    reasons = tuple(
+        None if ok else "the weighted total of the components does not fit float32"
+        for ok in finite.tolist()
+    )
+    log.warning(
+        "the weighted total of %d of %d samples does not fit float32 (policy %s)",
+        int(bad.sum()), size, failure.policy,
+    )  # fmt: skip
+    if failure.policy == "raise":
+        raise ComponentFailure("score", {i: r for i, r in enumerate(reasons) if r is not None})
+    included = finite if failure.policy == "abstain" else torch.ones(size, dtype=torch.bool)
+    return bad, reasons, included
+
+
+def _replacement(failure: FailureConfig) -> torch.Tensor:
+    value = failure.fallback if failure.policy == "fallback" else 0.0
+    return torch.tensor(value, dtype=torch.float32)
 
 
 def apply_policy(

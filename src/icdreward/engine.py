@@ -103,7 +103,7 @@ class RewardEngine:
         self._sync = [k for k, b in enumerate(self._bound) if not b.reward.is_async]
         # Whether a sync component has a time limit (then batches run in a worker).
         self._limited = any(b.limit is not None and not b.reward.is_async for b in self._bound)
-        self._weights = torch.tensor([b.config.weight for b in self._bound], dtype=torch.float32)
+        self._weights = torch.tensor([b.config.weight for b in self._bound], dtype=torch.float64)
         # A private event loop for async components called from sync code: one for the
         # whole life of the engine, so async clients bound to it stay usable across
         # batches. It starts on first use; an engine dropped without close() must not
@@ -386,7 +386,7 @@ class RewardEngine:
         )
 
     def _combine(self, batch: ScoringBatch, outcomes: list[Outcome]) -> ScoreResult:
-        result = combine(self._bound, self._weights, batch, outcomes)
+        result = combine(self._bound, self._weights, batch, outcomes, self.config.failure)
         if self.config.monitors and len(batch):
             # attrs.evolve on a frozen result: the monitors read the batch after scoring.
             result = attrs.evolve(result, monitors=batch_monitors(batch))

@@ -32,7 +32,9 @@ class ScoreResult:
     """Scores of one batch, keeping every component for logging.
 
     Attributes:
-        total: ``float32 [B]``, the weighted sum of the components (never NaN).
+        total: ``float32 [B]``, the weighted sum of the components (never NaN or
+            infinite). It is summed in ``float64``; a sum that does not fit ``float32``
+            is a failure of the sample (see :attr:`total_failed`), never a silent 0.
         components: component name -> ``float32 [B]`` raw (unweighted) values. A value
             the component could not produce holds the fallback value, or 0 where
             the component abstained (see :attr:`included`).
@@ -45,6 +47,15 @@ class ScoreResult:
         gold_missing: ``bool [B]``, True where the gold label held no readable code (the
             sample then scores as a wrong answer; check the data).
         groups: per-group statistics when group ids were given.
+        total_failed: ``bool [B]``, True where the weighted total was not finite in
+            ``float32`` (components finite, but their weighted sum overflows). The
+            engine-wide ``[failure]`` policy applies: ``fallback`` puts the fallback
+            value in :attr:`total`, ``abstain`` leaves the sample without a total
+            (:attr:`total_included` False, :attr:`total` 0), ``raise`` raises
+            :class:`~icdreward.errors.ComponentFailure` for ``"score"``. In
+            :meth:`to_records`, ``failed`` then lists ``"score"``.
+        total_reasons: per sample, why its total failed (None where it did not).
+        total_included: ``bool [B]``, False where the total abstained.
         monitors: reward-hacking monitors of the batch, by name (see
             :mod:`icdreward.monitors`): shares of unparseable, invalid, non-billable and
             unspecified answers, of traces copying the note, mean trace length, chapter
@@ -60,6 +71,21 @@ class ScoreResult:
     parsed: ParsedBatch
     gold_missing: torch.Tensor
     groups: GroupStats | None = None
+    total_failed: torch.Tensor = attrs.field()
+    total_reasons: tuple[str | None, ...] = attrs.field()
+    total_included: torch.Tensor = attrs.field()
+
+    @total_failed.default
+    def _no_total_failed(self) -> torch.Tensor:
+        return torch.zeros(len(self), dtype=torch.bool)
+
+    @total_reasons.default
+    def _no_total_reasons(self) -> tuple[str | None, ...]:
+        return (None,) * len(self)
+
+    @total_included.default
+    def _all_totals_included(self) -> torch.Tensor:
+        return torch.ones(len(self), dtype=torch.bool)
     monitors: dict[str, float] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
@@ -90,9 +116,10 @@ class ScoreResult:
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per sample.
 
-        Keys: ``score``, one per component (None where it abstained), ``code`` (the
-        predicted code or ""), ``parse_failure``, ``invalid_code``, ``gold_missing`` and
-        ``failed`` (the names of components that could not score the sample).
+        Keys: ``score`` (None where the total abstained), one per component (None
+        where it abstained), ``code`` (the predicted code or ""), ``parse_failure``,
+        ``invalid_code``, ``gold_missing`` and ``failed`` (the names of components
+        that could not score the sample, and ``"score"`` where the total failed).
         """
         # float32 values printed at full float64 precision read as 0.10000000149...;
         # six decimals are exact for any reward scale in practice.
@@ -105,10 +132,12 @@ class ScoreResult:
         parse_failure = self.parse_failure.tolist()
         invalid = self.invalid_code.tolist()
         gold_missing = self.gold_missing.tolist()
+        total_failed = self.total_failed.tolist()
+        total_included = self.total_included.tolist()
         names = self.names
         records: list[dict[str, Any]] = []
         for i, total in enumerate(totals):
-            record: dict[str, Any] = {"score": total}
+            record: dict[str, Any] = {"score": total if total_included[i] else None}
             row = included[i]
             for k, name in enumerate(names):
                 record[name] = columns[name][i] if row[k] else None
@@ -117,6 +146,8 @@ class ScoreResult:
             record["invalid_code"] = invalid[i]
             record["gold_missing"] = gold_missing[i]
             record["failed"] = [name for name in names if failed[name][i]]
+            if total_failed[i]:
+                record["failed"].append("score")
             records.append(record)
         return records
 
@@ -126,7 +157,8 @@ class ScoreResult:
         A component's statistics cover the samples it was included for: where it
         abstained it has no value, and counting it as 0 would bias the mean.
         """
-        rows = [_summarise("score", 1.0, self.total, 0)]
+        totals = self.total[self.total_included]
+        rows = [_summarise("score", 1.0, totals, int(self.total_failed.sum()))]
         for k, (name, values) in enumerate(self.components.items()):
             failures = int(self.failed[name].sum())
             kept = values[self.included[:, k]]

@@ -442,12 +442,13 @@ def _per_sample(values: object, size: int) -> list[object]:
 
 
 def _total_values(result: ScoreResult) -> list[float | None]:
-    """The weighted totals; None for a sample every component abstained on."""
+    """The weighted totals; None for a sample every component abstained on, or whose
+    total abstained (it did not fit float32 and the failure policy is ``"abstain"``)."""
     totals: list[float] = result.total.tolist()
-    if not result.components:
-        return list(totals)
-    any_included: list[bool] = result.included.any(dim=1).tolist()
-    return [t if ok else None for t, ok in zip(totals, any_included, strict=True)]
+    kept = result.total_included
+    if result.components:
+        kept = kept & result.included.any(dim=1)
+    return [t if ok else None for t, ok in zip(totals, kept.tolist(), strict=True)]
 
 
 def _batch_metrics(result: ScoreResult) -> dict[str, float]:
