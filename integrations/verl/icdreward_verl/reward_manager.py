@@ -13,6 +13,7 @@ third-party class: the name is looked up before the module is imported)::
     +reward.reward_kwargs.preset=deepicd-r1    # or: +reward.reward_kwargs.config=/abs/r.toml
     +reward.reward_kwargs.max_batch_size=512
     +reward.reward_kwargs.max_wait_ms=10
+    +reward.reward_kwargs.time_limit=120       # seconds per component and batch; false: off
 
 Each response's reward lands on its last valid token (verl's ``assemble_rm_scores``)
 and its components and flags arrive as ``reward_extra_info``. A response that cannot
