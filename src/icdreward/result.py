@@ -86,6 +86,7 @@ class ScoreResult:
     @total_included.default
     def _all_totals_included(self) -> torch.Tensor:
         return torch.ones(len(self), dtype=torch.bool)
+
     monitors: dict[str, float] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
