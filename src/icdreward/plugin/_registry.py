@@ -6,7 +6,7 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
-from icdreward.audit._strategy import Strategy
+from icdreward.audit import Strategy
 from icdreward.components import Parser, Reward
 from icdreward.errors import DuplicateComponentError
 
