@@ -102,7 +102,9 @@ def test_a_signal_while_scoring_removes_the_partial_file(
     child.send_signal(signum)
     out, err = child.communicate(timeout=120)
     assert child.returncode == status, err
-    assert err.splitlines()[-1] == message
+    # The line is printed when the signal arrives; a batch still in flight may log
+    # after it that its judge was closed under it.
+    assert message in err.splitlines()
     assert not partial.exists()
     assert not target.exists()  # an interrupted run never publishes its records
     assert list(tmp_path.glob(".*")) == []
