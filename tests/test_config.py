@@ -194,7 +194,9 @@ def test_time_limits_default_engine_wide_per_component_and_off(tmp_path: Path) -
     cfg = load_config(path)
     assert cfg.limits.time_limit == 30.0
     limits = {r.key: r.time_limit for r in cfg.rewards}
-    assert limits == {"format": None, "hierarchy": 2.5, "exact": False, "reasoning": None}
+    assert limits == {
+        "format": None, "hierarchy": 2.5, "exact": False, "reasoning": None, "integrity": None
+    }  # fmt: skip
     assert "time_limit" not in next(r for r in cfg.rewards if r.key == "hierarchy").params
     off = load_config({"preset": "default", "limits": {"time_limit": False}})
     assert off.limits.time_limit is None

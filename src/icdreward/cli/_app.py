@@ -27,6 +27,7 @@ Commands come from two places, collected by :func:`commands`:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -38,6 +39,7 @@ from typing import TextIO
 
 import attrs
 
+from icdreward.cli._signals import Terminated
 from icdreward.errors import (
     ConfigError,
     DuplicateComponentError,
@@ -195,6 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        # Everything has unwound (files closed, partial files gone). A reward worker
+        # thread may still be in a call that outlived its batch, inside torch: ending
+        # the interpreter normally under it can abort in C++ ("terminate called without
+        # an active exception"), so the process ends here, with the signal's status.
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(exc.code if isinstance(exc.code, int) else EXIT_FAILURE)
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_FAILURE

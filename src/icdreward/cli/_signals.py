@@ -6,10 +6,12 @@ action ends the process at once: no ``finally`` runs, so a command that writes
 :func:`terminating_cleanly`:
 
 * SIGTERM and SIGHUP delete the registered files, print one line
-  (``icdreward: terminated by SIGTERM``) and raise ``SystemExit(128 + signal)``
-  (143 for SIGTERM, the status a shell reports for a process it killed), so that
-  every ``finally`` and context manager runs on the way out (caches are flushed,
-  files closed);
+  (``icdreward: terminated by SIGTERM``) and raise :class:`Terminated`, a
+  ``SystemExit(128 + signal)`` (143 for SIGTERM, the status a shell reports for a
+  process it killed), so that every ``finally`` and context manager runs on the way
+  out (caches are flushed, files closed); the CLI's ``main`` then ends the process
+  with ``os._exit``, because a worker thread may still be inside torch, and
+  finalising the interpreter under it can abort the process;
 * SIGINT deletes the registered files, then does what it did before (Python raises
   :class:`KeyboardInterrupt`, which the CLI reports as ``interrupted``, status 130).
 
@@ -31,8 +33,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
-
-from icdreward.cli._app import PROG
 
 __all__ = ["terminating_cleanly"]
 
@@ -101,9 +101,19 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     if callable(previous):
         previous(signum, frame)  # SIGINT: Python's handler raises KeyboardInterrupt
         return
+    from icdreward.cli._app import PROG  # here: _app imports this module
+
     name = signal.Signals(signum).name
     # os.write, not print: the signal may have interrupted a write to sys.stderr, and
     # a buffered stream refuses to be re-entered.
     with contextlib.suppress(OSError):
         os.write(2, f"{PROG}: terminated by {name}\n".encode())
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM or SIGHUP inside :func:`terminating_cleanly`.
+
+    A :class:`SystemExit`, so every ``finally`` runs on the way out; the CLI's ``main``
+    then ends the process at once with its status (see ``main``).
+    """
