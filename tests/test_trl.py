@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,9 +24,12 @@ import trl
 from packaging.version import Version
 
 from icdreward import Reward, RewardEngine, RewardOutput, ScoringBatch, load_config
+from icdreward.monitors import MONITORS
 from icdreward.plugin import PluginManager, hookimpl
-from icdreward_trl import TRLRewards, completion_text, group_ids, render_prompt
+from icdreward_plugins.judge import JudgeReward, JudgeStats
+from icdreward_trl import SAMPLE_COLUMNS, TRLRewards, completion_text, group_ids, render_prompt
 
+from _openai_server import OpenAITestServer
 from _texts import completion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,20 +206,130 @@ def test_group_ids_come_from_identical_prompts(judged: RewardEngine) -> None:
     assert result.groups.n_groups == 2 and result.groups.all_equal.tolist() == [True, False]
 
 
-def test_metrics_and_codes_are_reported_through_trl_callbacks(judged: RewardEngine) -> None:
+def test_every_batch_reports_monitors_failures_and_sample_flags(judged: RewardEngine) -> None:
     logs = _Logs()
     rewards = TRLRewards(judged)
-    kwargs = trl_kwargs([GOOD, BAD], ["p", "p"], logs, codes=["M5116"] * 2)
+    texts = [GOOD, BAD, completion("M5117"), completion("XYZ")]  # XYZ: not a code
+    kwargs = trl_kwargs(texts, ["p", "p", "q", "q"], logs, codes=["M5116"] * 4, note=[NOTE] * 4)
     call_all(rewards.functions, kwargs)
-    assert logs.extra == {"icd_code": ["M5116", ""]}  # once per batch, not once per function
-    assert logs.metrics["icdreward/parse_failure"] == [0.5]
+    expected = judged.score(texts, ["M5116"] * 4, notes=[NOTE] * 4, group_ids=[0, 0, 1, 1])
+    assert set(expected.monitors) == set(MONITORS)  # notes and groups: every monitor
+    # Once per batch, not once per function: every value is a list of one.
+    for name, value in expected.monitors.items():
+        assert logs.metrics[f"icdreward/monitor/{name}"] == [pytest.approx(value)], name
+    assert logs.metrics["icdreward/monitor/parse_failure"] == [0.25]
+    assert logs.metrics["icdreward/monitor/invalid_code"] == [0.25]
+    assert logs.metrics["icdreward/monitor/group_distinct_codes"] == [2.0]
+    assert logs.metrics["icdreward/failed/judge_stub"] == [0.5]  # abstains without a code
+    for name in ("format", "outcome", "trace", "exact_match", "score"):
+        assert logs.metrics[f"icdreward/failed/{name}"] == [0.0], name
+    assert logs.metrics["icdreward/failed"] == [pytest.approx(2 / 20)]
     assert logs.metrics["icdreward/all_equal_groups"] == [0.0]
-    assert logs.metrics["icdreward/failed"] == [pytest.approx(1 / 10)]  # judge on BAD
     assert not any(k.endswith("/mean") for k in logs.metrics)  # TRL logs the components
+    assert list(logs.extra) == list(SAMPLE_COLUMNS)
+    assert logs.extra["icd_code"] == ["M5116", "", "M5117", ""]
+    assert logs.extra["icd_parse_failure"] == [False, True, False, False]
+    assert logs.extra["icd_invalid_code"] == [False, False, False, True]
+    assert logs.extra["icd_failed"] == ["", "judge_stub", "", "judge_stub"]
+    assert all(math.isfinite(v) for values in logs.metrics.values() for v in values)
     logs = _Logs()
     rewards.total(**trl_kwargs([GOOD, BAD], ["p", "p"], logs, codes=["M5116"] * 2))
     assert logs.metrics["icdreward/outcome/mean"] == [pytest.approx((75.0 - 1.0) / 2)]
     assert logs.metrics["icdreward/judge_stub/mean"] == [2.0]  # over the included sample only
+    assert logs.metrics["icdreward/monitor/parse_failure"] == [0.5]
+    assert "icdreward/monitor/note_copy" not in logs.metrics  # no notes, no copy monitor
+    assert len(logs.extra["icd_failed"]) == 2
+
+
+def test_flags_are_reported_with_the_monitors_turned_off() -> None:
+    logs = _Logs()
+    rewards = TRLRewards(RewardEngine(load_config({"preset": "deepicd-r1", "monitors": False})))
+    rewards.total(**trl_kwargs([GOOD, BAD, ""], ["p"] * 3, logs, gold=["M5116"] * 3))
+    monitors = {k for k in logs.metrics if k.startswith("icdreward/monitor/")}
+    assert monitors == {"icdreward/monitor/parse_failure", "icdreward/monitor/invalid_code"}
+    assert logs.metrics["icdreward/monitor/parse_failure"] == [pytest.approx(2 / 3)]
+    assert logs.extra["icd_parse_failure"] == [False, True, True]
+
+
+class Huge(Reward):
+    """Finite in float32, but twice it is not: the weighted total overflows."""
+
+    name = "huge"
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        return torch.tensor([3e38 if code else 0.0 for code in batch.parsed.codes])
+
+
+class _HugePlugin:
+    @hookimpl
+    def icdreward_register_rewards(self, register: Any) -> None:
+        register(Huge)
+        register(JudgeStub)
+
+
+def test_a_total_that_cannot_be_computed_is_reported_per_batch_and_per_sample() -> None:
+    manager = PluginManager()
+    manager.register(_HugePlugin(), name="huge-plugin")
+    config = {
+        "rewards": {"huge": {"weight": 2.0}, "judge_stub": {"on_failure": "abstain"}},
+        "failure": {"policy": "abstain"},
+    }
+    rewards = TRLRewards(RewardEngine(load_config(config), plugin_manager=manager))
+    logs = _Logs()
+    out = rewards.total(**trl_kwargs([GOOD, BAD, NEAR], ["p"] * 3, logs, gold=["M5116"] * 3))
+    assert out == [None, 0.0, None]
+    assert logs.metrics["icdreward/failed/score"] == [pytest.approx(2 / 3)]
+    assert logs.metrics["icdreward/failed/judge_stub"] == [pytest.approx(1 / 3)]
+    assert logs.metrics["icdreward/failed/huge"] == [0.0]
+    assert logs.extra["icd_failed"] == ["score", "judge_stub", "score"]
+
+
+@pytest.fixture(scope="module")
+def judge_server() -> Iterator[OpenAITestServer]:
+    with OpenAITestServer(lifetime=300, verdict=4) as server:
+        yield server
+
+
+def test_judge_counters_are_logged_as_per_batch_deltas(judge_server: OpenAITestServer) -> None:
+    table = {"base_url": judge_server.url, "model": "judge-model", "timeout": 2.0, "retries": 1}
+    engine = RewardEngine(load_config({"preset": "default", "rewards": {"judge": table}}))
+    try:
+        judge = engine.rewards["judge"]
+        assert isinstance(judge, JudgeReward)
+        rewards = TRLRewards(engine)
+        assert rewards._counters.components == ("judge",)
+        texts = [completion("M51.16", f"Radiculopathy, variant {i}.") for i in range(3)]
+        logs = _Logs()
+        for _ in range(2):  # the same batch twice: the second is answered from the cache
+            kwargs = trl_kwargs(
+                [*texts, BAD], ["p"] * 4, logs, codes=["M5116"] * 4, note=[NOTE] * 4
+            )
+            call_all(rewards.functions, kwargs)
+        assert rewards.scorings == 2
+        assert logs.metrics["icdreward/judge/requests"] == [3.0, 0.0]
+        assert logs.metrics["icdreward/judge/verdicts"] == [3.0, 0.0]
+        assert logs.metrics["icdreward/judge/cache_hits"] == [0.0, 3.0]
+        assert logs.metrics["icdreward/judge/samples"] == [4.0, 4.0]
+        assert logs.metrics["icdreward/judge/not_sent"] == [1.0, 1.0]  # BAD has no code
+        assert logs.metrics["icdreward/judge/failures"] == [0.0, 0.0]
+        assert logs.metrics["icdreward/failed/judge"] == [0.0, 0.0]
+        assert set(JudgeStats().as_dict()) == {
+            k.removeprefix("icdreward/judge/")
+            for k in logs.metrics
+            if k.startswith("icdreward/judge/")
+        } - {"mean"}
+        # Counters reset meanwhile: the delta is what was counted since the reset.
+        judge.reset_stats()
+        logs = _Logs()
+        fresh = [completion("M51.16", "A new trace."), GOOD]
+        call_all(
+            rewards.functions,
+            trl_kwargs(fresh, ["p"] * 2, logs, codes=["M5116"] * 2, note=[NOTE] * 2),
+        )
+        assert logs.metrics["icdreward/judge/requests"] == [2.0]
+        assert logs.metrics["icdreward/judge/samples"] == [2.0]
+    finally:
+        engine.close()
 
 
 def test_total_abstains_only_where_every_component_abstains() -> None:
@@ -317,6 +430,12 @@ def test_trainer_calls_the_functions_with_its_real_convention(
         weighted = (matrix * trainer.reward_weights).nansum(dim=1)
         assert torch.allclose(weighted, expected.total)
     assert trainer._pending_extra_logs["icd_code"][:4] == ["M5116", "", "E1165", "E119"]
+    for column in SAMPLE_COLUMNS:  # two batches of four, once each
+        assert len(trainer._pending_extra_logs[column]) == 8, column
+    assert trainer._pending_extra_logs["icd_failed"][:2] == ["", "judge_stub"]
+    pending = trainer._pending_metrics
+    assert pending["icdreward/monitor/parse_failure"] == [0.25, 0.25]
+    assert pending["icdreward/failed/judge_stub"] == [0.25, 0.25]
 
 
 def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -337,7 +456,13 @@ def test_grpo_steps_on_cpu_log_every_component_and_move_the_weights(tmp_path: Pa
             for stat in ("mean", "std"):
                 assert math.isfinite(entry[f"rewards/{name}/{stat}"]), (name, entry)
         assert math.isfinite(entry["reward"])
-        assert 0.0 <= entry["icdreward/parse_failure"] <= 1.0
+        # Every monitor, as TRL logged it: notes and GRPO groups are there, so all of them.
+        for name in MONITORS:
+            assert math.isfinite(entry[f"icdreward/monitor/{name}"]), (name, entry)
+        assert 0.0 <= entry["icdreward/monitor/parse_failure"] <= 1.0
+        assert 1.0 <= entry["icdreward/monitor/group_distinct_codes"] <= 4.0
+        for name in [*rewards.names, "score"]:  # no component fails on rule rewards
+            assert entry[f"icdreward/failed/{name}"] == 0.0, (name, entry)
     # One engine scoring per generation batch, although TRL called four functions.
     assert rewards.scorings == steps and rewards.calls == steps * len(rewards.names)
     # What TRL logged is what icdreward computed for the last batch.
@@ -348,6 +473,13 @@ def test_grpo_steps_on_cpu_log_every_component_and_move_the_weights(tmp_path: Pa
             float(last.components[name].mean()), abs=1e-5
         )
     assert history[-1]["reward"] == pytest.approx(float(last.total.mean()), abs=1e-5)
+    for name, value in last.monitors.items():
+        assert history[-1][f"icdreward/monitor/{name}"] == pytest.approx(value, abs=1e-6)
+    # The per-sample flags reached the completions table, one value per completion.
+    table = trainer._logs["extra"]
+    assert set(SAMPLE_COLUMNS) <= set(table)
+    assert list(table["icd_code"])[-len(last) :] == list(last.parsed.codes)
+    assert len({len(table[c]) for c in SAMPLE_COLUMNS}) == 1
     # The rewards differed within some group (else every advantage is 0 and nothing
     # is learned), and the GRPO update moved the weights.
     assert min(e["frac_reward_zero_std"] for e in history) < 1.0
@@ -370,6 +502,9 @@ def test_example_script_runs_the_total_form(
     assert math.isfinite(step["rewards/icdreward/mean"])
     for name in ("format", "outcome", "trace", "exact_match"):
         assert math.isfinite(step[f"icdreward/{name}/mean"])
+        assert step[f"icdreward/failed/{name}"] == 0.0
+    assert "icdreward/monitor/chapter_entropy: " in out  # the script prints the monitors
+    assert all(math.isfinite(step[f"icdreward/monitor/{name}"]) for name in MONITORS)
 
 
 class ReadsDifficulty(Reward):

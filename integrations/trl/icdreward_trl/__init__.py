@@ -16,6 +16,10 @@ TRL calls every reward function with keyword arguments only: ``prompts``, ``comp
 - :attr:`TRLRewards.total`, one function returning the engine's weighted total; the
   components are reported through TRL's ``log_metric`` as ``icdreward/<name>/mean``.
 
+Either way, every scored batch also reports its reward-hacking monitors, failure shares
+and judge counters through ``log_metric`` (:func:`batch_metrics`, :class:`CounterDeltas`)
+and per-sample flags through ``log_extra`` (:func:`sample_columns`).
+
 A component that abstained for a sample (its failure policy is ``"abstain"``) returns
 ``None`` there. Nothing needs TRL to be installed here: only training does.
 
@@ -47,17 +51,27 @@ from icdreward.errors import ComponentFailure
 from icdreward.prompts import ChatTokenizer, render_prompt
 from icdreward.result import ScoreResult
 
-from ._reporting import _batch_metrics, _component_means
+from ._reporting import (
+    SAMPLE_COLUMNS,
+    CounterDeltas,
+    batch_metrics,
+    component_means,
+    sample_columns,
+)
 
 __all__ = [
     "DEFAULT_GOLD_COLUMNS",
     "DEFAULT_NOTE_COLUMN",
+    "SAMPLE_COLUMNS",
     "ChatTokenizer",
+    "CounterDeltas",
     "RewardFunction",
     "TRLRewards",
+    "batch_metrics",
     "completion_text",
     "group_ids",
     "render_prompt",
+    "sample_columns",
 ]
 
 log = logging.getLogger("icdreward_trl")
@@ -198,10 +212,13 @@ class TRLRewards:
         prefix: prepended to every function name (``prefix="icd_"`` logs
             ``rewards/icd_format/mean``), to keep clear of other reward functions.
         total_name: the name of :attr:`total` (not prefixed).
-        log_metrics: report batch metrics through TRL's ``log_metric`` (parse failures,
-            invalid codes, component failures, all-equal groups; with :attr:`total`
-            also every component's mean) and the predicted code through ``log_extra``
-            (a column ``icd_code`` of the completions table).
+        log_metrics: report, once per scored batch, metrics through TRL's
+            ``log_metric`` (every reward-hacking monitor as ``icdreward/monitor/<name>``,
+            each component's failure share as ``icdreward/failed/<name>``, all-equal
+            groups, the growth of a judge's counters as ``icdreward/<judge>/<counter>``;
+            with :attr:`total` also every component's mean, see :func:`batch_metrics`)
+            and per-sample flags through ``log_extra`` (the :data:`SAMPLE_COLUMNS` of the
+            completions table, see :func:`sample_columns`).
         on_error: what an unexpected exception while scoring does: ``"abstain"`` (the
             default) logs it and returns ``None`` for the whole batch, so one bad batch
             never stops training; ``"raise"`` re-raises it. A missing gold column
@@ -240,6 +257,9 @@ class TRLRewards:
         self._last: _Batch | None = None
         self._warned_note = False
         self._warned_prefill = False
+        # Baselines taken now: what the judge did before training (its health check)
+        # is not charged to the first batch.
+        self._counters = CounterDeltas(engine.rewards)
         self.scorings = 0
         """How many times the engine scored a batch (one per TRL batch, whatever the mode)."""
         self.calls = 0
@@ -408,22 +428,26 @@ class TRLRewards:
     def _report(
         self, result: ScoreResult, kwargs: Mapping[str, Any], *, batch: bool, components: bool
     ) -> None:
-        """Metrics through TRL's ``log_metric`` and codes through ``log_extra``.
+        """Metrics through TRL's ``log_metric`` and per-sample flags through ``log_extra``.
 
-        ``batch``: the batch metrics and codes (once per scored batch); ``components``:
-        every component's mean (for :attr:`total`, whose components TRL cannot see).
+        ``batch``: the batch metrics, counter deltas and flags (once per scored batch);
+        ``components``: every component's mean (for :attr:`total`, whose components TRL
+        cannot see).
         """
         log_metric = kwargs.get("log_metric")
         log_extra = kwargs.get("log_extra")
         try:
             if callable(log_metric):
-                metrics = _batch_metrics(result) if batch else {}
+                metrics = batch_metrics(result) if batch else {}
+                if batch:
+                    metrics.update(self._counters.metrics())
                 if components:
-                    metrics.update(_component_means(result))
+                    metrics.update(component_means(result))
                 for name, value in metrics.items():
                     log_metric(name, value)
             if batch and callable(log_extra):
-                log_extra("icd_code", list(result.parsed.codes))
+                for column, values in sample_columns(result).items():
+                    log_extra(column, values)
         except Exception:  # logging must never cost a training step
             log.exception("reporting icdreward metrics to TRL failed")
 
