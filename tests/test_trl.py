@@ -371,9 +371,14 @@ def test_bad_batches_never_raise_into_the_trainer(
         raise RuntimeError("engine bug")
 
     monkeypatch.setattr(judged, "score", broken)
+    logs = _Logs()
     with caplog.at_level(logging.ERROR, logger="icdreward_trl"):
-        out = call_all(rewards.functions, trl_kwargs([GOOD, BAD], ["p"] * 2, gold=["M5116"] * 2))
+        out = call_all(
+            rewards.functions, trl_kwargs([GOOD, BAD], ["p"] * 2, logs, gold=["M5116"] * 2)
+        )
     assert out == [[None, None]] * 5 and rewards.scorings == 2
+    # No metric for a batch that was not scored, but the table's rows keep their columns.
+    assert logs.metrics == {} and logs.extra == {c: [None, None] for c in SAMPLE_COLUMNS}
     assert "could not score a batch of 2" in caplog.text and "engine bug" in caplog.text
     with pytest.raises(RuntimeError, match="engine bug"):
         TRLRewards(judged, on_error="raise").total(**trl_kwargs([GOOD], ["p"], gold=["M5116"]))

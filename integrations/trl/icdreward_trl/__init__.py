@@ -355,6 +355,10 @@ class TRLRewards:
         self._last = _Batch(key, result, {caller})
         if result is not None and self.log_metrics:
             self._report(result, kwargs, batch=True, components=is_total)
+        elif self.log_metrics and callable(log_extra := kwargs.get("log_extra")):
+            # Empty cells keep the completions table's columns aligned with its rows.
+            for flag in SAMPLE_COLUMNS:
+                log_extra(flag, [None] * len(texts))
         return result
 
     def _score(
