@@ -32,8 +32,8 @@ from _texts import completion
 CHILD = (
     "import signal, sys\n"
     "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    "from icdreward.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
+    "from icdreward.cli import run\n"
+    "run(sys.argv[1:])\n"
 )
 
 

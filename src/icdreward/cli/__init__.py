@@ -17,6 +17,6 @@ on stderr and exit with status 2.
 
 from __future__ import annotations
 
-from icdreward.cli._app import Command, build_parser, main
+from icdreward.cli._app import Command, build_parser, main, run
 
-__all__ = ["Command", "build_parser", "main"]
+__all__ = ["Command", "build_parser", "main", "run"]

@@ -35,7 +35,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import attrs
 
@@ -50,7 +50,16 @@ from icdreward.errors import (
 )
 from icdreward.plugin import PluginManager
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Command", "build_parser", "commands", "main"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Command",
+    "build_parser",
+    "commands",
+    "main",
+    "run",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -198,17 +207,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Terminated as exc:
-        # Everything has unwound (files closed, partial files gone). A reward worker
-        # thread may still be in a call that outlived its batch, inside torch: ending
-        # the interpreter normally under it can abort in C++ ("terminate called without
-        # an active exception"), so the process ends here, with the signal's status.
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+
+
+_SIGNALLED = frozenset({130, 129, 143})
+"""Statuses of a run ended by SIGINT, SIGHUP or SIGTERM."""
+
+
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``icdreward`` console script: :func:`main`, then exit with its status.
+
+    A run ended by a signal has unwound by then (files closed, partial files gone), but
+    a reward worker thread may still be in a call that outlived its batch, inside
+    torch: finalising the interpreter under it can abort in C++ ("terminate called
+    without an active exception"), so such a run ends with ``os._exit``.
+    """
+    status = main(argv)
+    if status in _SIGNALLED:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        os._exit(exc.code if isinstance(exc.code, int) else EXIT_FAILURE)
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_FAILURE
+        os._exit(status)
+    sys.exit(status)
 
 
 def error(message: object) -> None:

@@ -9,9 +9,10 @@ action ends the process at once: no ``finally`` runs, so a command that writes
   (``icdreward: terminated by SIGTERM``) and raise :class:`Terminated`, a
   ``SystemExit(128 + signal)`` (143 for SIGTERM, the status a shell reports for a
   process it killed), so that every ``finally`` and context manager runs on the way
-  out (caches are flushed, files closed); the CLI's ``main`` then ends the process
-  with ``os._exit``, because a worker thread may still be inside torch, and
-  finalising the interpreter under it can abort the process;
+  out (caches are flushed, files closed); the console script
+  (:func:`icdreward.cli.run`) then ends the process with ``os._exit``, because a
+  worker thread may still be inside torch, and finalising the interpreter under it
+  can abort the process;
 * SIGINT deletes the registered files, then does what it did before (Python raises
   :class:`KeyboardInterrupt`, which the CLI reports as ``interrupted``, status 130).
 
@@ -114,6 +115,6 @@ def _handle(signum: int, frame: FrameType | None) -> None:
 class Terminated(SystemExit):
     """Raised in the main thread by SIGTERM or SIGHUP inside :func:`terminating_cleanly`.
 
-    A :class:`SystemExit`, so every ``finally`` runs on the way out; the CLI's ``main``
-    then ends the process at once with its status (see ``main``).
+    A :class:`SystemExit`, so every ``finally`` runs on the way out; ``main`` returns
+    its status, and the console script (:func:`icdreward.cli.run`) ends the process.
     """
