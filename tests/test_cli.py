@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -34,6 +35,13 @@ def direct_result(path: Path = COMPLETIONS, preset: str = "default") -> Any:
     rows = read_scoring_rows(path)
     with RewardEngine.from_preset(preset) as engine:
         return engine.score(rows.completions, rows.golds, rows.notes, rows.groups)
+
+
+def expected_records(path: Path = COMPLETIONS) -> list[dict[str, Any]]:
+    """The records ``score -o`` writes: each row's id/group/sample, then the result's."""
+    identities = read_scoring_rows(path).identities()
+    records = direct_result(path).to_records()
+    return json.loads(json.dumps([{**i, **r} for i, r in zip(identities, records, strict=True)]))
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -159,9 +167,9 @@ def test_score_output_file_holds_the_records(
     assert err == ""
     assert str(out_path) in out  # the summary names the records file
     records = read_records(out_path)
-    expected = json.loads(json.dumps(direct_result().to_records()))
-    assert records == expected
+    assert records == expected_records()
     assert list(records[0]) == [
+        "group",  # carried from the input row (the examples have no id or sample)
         "score",
         "format",
         "hierarchy",
@@ -185,8 +193,112 @@ def test_score_output_dash_writes_only_records_to_stdout(
     lines = out.splitlines()
     assert len(lines) == 21
     records = [json.loads(line) for line in lines]
-    assert records == json.loads(json.dumps(direct_result().to_records()))
+    assert records == expected_records()
     assert "21 rows scored" in err  # the summary moved to stderr
+
+
+def test_score_records_carry_id_group_and_sample(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = [json.loads(line) for line in COMPLETIONS.read_text(encoding="utf-8").splitlines()]
+    rows = []
+    for i, row in enumerate(source[:6]):
+        row = {**row, "id": f"{row['group']}#{i % 2}", "sample": i % 2}
+        if i == 3:  # a row without these fields gets none in its record
+            del row["id"], row["sample"], row["group"]
+        rows.append(row)
+    rows.reverse()  # ids, not line order, identify the rows
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out_path = tmp_path / "rewards.jsonl"
+    code, _, _ = run(capsys, "score", str(path), "-o", str(out_path), "--chunk-size", "2")
+    assert code == 0
+    records = read_records(out_path)
+    assert len(records) == 6
+    for row, record in zip(rows, records, strict=True):
+        for field in ("id", "group", "sample"):
+            assert record.get(field) == row.get(field), field
+        if "id" in row:
+            assert list(record)[:4] == ["id", "group", "sample", "score"]
+        else:
+            assert next(iter(record)) == "score"
+    expected = [r["score"] for r in expected_records(path)]
+    assert [r["score"] for r in records] == expected
+
+    # CSV: the same fields come back as the cells hold them; empty cells are left out.
+    csv_path = tmp_path / "samples.csv"
+    with csv_path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "group", "sample", "completion", "gold", "note"])
+        for row in rows:
+            fields = [row.get("id", ""), row.get("group", ""), row.get("sample", "")]
+            gold = row["gold"] if isinstance(row["gold"], str) else json.dumps(row["gold"])
+            writer.writerow([*fields, row["completion"], gold, row["note"]])
+    csv_out = tmp_path / "csv_rewards.jsonl"
+    code, _, err = run(capsys, "score", str(csv_path), "-o", str(csv_out))
+    assert code == 0, err
+    csv_records = read_records(csv_out)
+    for row, record in zip(rows, csv_records, strict=True):
+        assert record.get("id") == row.get("id")
+        assert record.get("sample") == (str(row["sample"]) if "sample" in row else None)
+    assert [r["score"] for r in csv_records] == expected
+
+
+def test_eval_best_reward_joins_score_records_by_id(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Two samples per note, rewards written by score -o, read back by eval --rewards:
+    # the join is by id, so a rewards file in another order gives the same report.
+    source = [json.loads(line) for line in COMPLETIONS.read_text(encoding="utf-8").splitlines()]
+    rows = []
+    for i, row in enumerate(source):
+        for k, completion in enumerate((row["completion"], "no tags at all")):
+            sample = (k + i) % 2  # the good sample is sometimes sample 0, sometimes 1
+            rows.append(
+                {
+                    **row,
+                    "completion": completion,
+                    "id": f"n{i}#{sample}",
+                    "group": f"n{i}",
+                    "sample": sample,
+                }
+            )
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    rewards = tmp_path / "rewards.jsonl"
+    assert run(capsys, "score", str(path), "-o", str(rewards))[0] == 0
+    shuffled = tmp_path / "shuffled.jsonl"
+    lines = rewards.read_text(encoding="utf-8").splitlines()
+    shuffled.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
+    reports = []
+    for file in (rewards, shuffled):
+        code, out, _ = run(
+            capsys,
+            "eval",
+            str(path),
+            "--per-note",
+            "best-reward",
+            "--rewards",
+            str(file),
+            "--bootstrap",
+            "0",
+            "--json",
+        )
+        assert code == 0
+        reports.append(json.loads(out))
+    assert reports[0] == reports[1]
+    # The best-reward sample of every note is its original completion: the same
+    # metrics as a file of those alone.
+    single = tmp_path / "single.jsonl"
+    single.write_text(
+        "".join(json.dumps({**r, "group": f"n{i}"}) + "\n" for i, r in enumerate(source)),
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "eval", str(single), "--bootstrap", "0", "--json")
+    assert code == 0
+    alone = json.loads(out)
+    for level in ("full_code", "category", "chapter"):
+        assert reports[0][level] == alone[level], level
 
 
 def test_score_in_chunks_gives_the_same_records_and_summary(

@@ -6,7 +6,9 @@ scoring row. :data:`FORMATS`, :func:`input_format` and :func:`json_type` are
 re-exported from there.
 
 Every row holds a ``completion`` and its ``gold`` code(s), optionally the admission
-``note`` and the ``group`` (GRPO prompt group) it belongs to::
+``note``, the ``group`` (GRPO prompt group) it belongs to, and the ``id`` and
+``sample`` index that ``icdreward generate`` writes (carried through to the records
+of ``icdreward score`` so that later steps join by id, not by line order)::
 
     {"completion": "...</think><diagnosis>M51.16</diagnosis>", "gold": "M5116", "group": 1}
     {"completion": "...", "gold": ["E1165", "I10"], "note": "62-year-old ...", "group": 2}
@@ -55,7 +57,9 @@ __all__ = [
 ]
 
 COMPLETION, GOLD, NOTE, GROUP = "completion", "gold", "note", "group"
-_COLUMNS = (COMPLETION, GOLD, NOTE, GROUP)
+ID, SAMPLE = "id", "sample"
+_COLUMNS = (COMPLETION, GOLD, NOTE, GROUP, ID, SAMPLE)
+_OPTIONAL = (NOTE, GROUP, ID, SAMPLE)
 _MAX_GROUP_CHUNK = 4
 _READ_CHUNK = 65536
 """A chunk grows to at most this many times ``chunk_size`` to keep a group whole."""
@@ -74,6 +78,10 @@ class ScoringRows:
         groups: per row, the group id (None where the row has none), or None when no
             row of this chunk has a group.
         rows: per row, its row number in the file (see the module docstring).
+        ids: per row, the ``id`` field as stored (None where the row has none), or
+            None when no row of this chunk has an id.
+        samples: per row, the ``sample`` field as stored (None where the row has
+            none), or None when no row of this chunk has one.
     """
 
     path: str
@@ -82,6 +90,8 @@ class ScoringRows:
     notes: tuple[str | None, ...] | None = None
     groups: tuple[Any, ...] | None = None
     rows: tuple[int, ...] = ()
+    ids: tuple[Any, ...] | None = None
+    samples: tuple[Any, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.completions)
@@ -91,20 +101,34 @@ class ScoringRows:
         """Join chunks of one file back into one container."""
         chunks = list(parts)
         name = path if path is not None else (chunks[0].path if chunks else "")
-        any_notes = any(c.notes is not None for c in chunks)
-        any_groups = any(c.groups is not None for c in chunks)
         return cls(
             path=name,
             completions=tuple(x for c in chunks for x in c.completions),
             golds=tuple(x for c in chunks for x in c.golds),
-            notes=tuple(x for c in chunks for x in (c.notes or (None,) * len(c)))
-            if any_notes
-            else None,
-            groups=tuple(x for c in chunks for x in (c.groups or (None,) * len(c)))
-            if any_groups
-            else None,
+            notes=_joined([(c.notes, len(c)) for c in chunks]),
+            groups=_joined([(c.groups, len(c)) for c in chunks]),
             rows=tuple(x for c in chunks for x in c.rows),
+            ids=_joined([(c.ids, len(c)) for c in chunks]),
+            samples=_joined([(c.samples, len(c)) for c in chunks]),
         )
+
+    def identities(self) -> list[dict[str, Any]]:
+        """Per row, its ``id``, ``group`` and ``sample`` as a dict, in that order.
+
+        A field is left out of a row's dict where the row does not have it, so a file
+        without these fields gives empty dicts.
+
+        >>> rows = ScoringRows("f", ("a", "b"), (("E119",), ("E119",)),
+        ...                    groups=("n1", "n1"), ids=("n1#0", None))
+        >>> rows.identities()
+        [{'id': 'n1#0', 'group': 'n1'}, {'group': 'n1'}]
+        """
+        columns = [(ID, self.ids), (GROUP, self.groups), (SAMPLE, self.samples)]
+        present = [(field, values) for field, values in columns if values is not None]
+        return [
+            {field: values[i] for field, values in present if values[i] is not None}
+            for i in range(len(self))
+        ]
 
 
 @attrs.frozen
@@ -114,6 +138,8 @@ class _Row:
     gold: tuple[str, ...]
     note: str | None
     group: Any
+    id: Any
+    sample: Any
 
 
 def parse_gold(value: object, *, path: str = "<input>", row: int | None = None) -> tuple[str, ...]:
@@ -198,15 +224,15 @@ class ScoringReader:
 
     def _chunk(self, rows: list[_Row]) -> ScoringRows:
         self.rows_read += len(rows)
-        notes = tuple(r.note for r in rows)
-        groups = tuple(r.group for r in rows)
         return ScoringRows(
             path=self.path,
             completions=tuple(r.completion for r in rows),
             golds=tuple(r.gold for r in rows),
-            notes=notes if any(n is not None for n in notes) else None,
-            groups=groups if any(g is not None for g in groups) else None,
+            notes=_column(r.note for r in rows),
+            groups=_column(r.group for r in rows),
             rows=tuple(r.number for r in rows),
+            ids=_column(r.id for r in rows),
+            samples=_column(r.sample for r in rows),
         )
 
     def _check_columns(self, columns: list[str], row: int | None) -> None:
@@ -220,11 +246,12 @@ class ScoringReader:
                 )
 
     def _rows(self) -> Iterator[_Row]:
-        # An empty CSV/TSV cell means the row has no note / group (a JSON "" is a value).
+        # An empty CSV/TSV cell means the row has no note / group / id / sample (a
+        # JSON "" is a value).
         drop_empty = self.format in ("csv", "tsv")
         for number, record in self._records:
-            if drop_empty and (record.get(NOTE) == "" or record.get(GROUP) == ""):
-                record = {k: v for k, v in record.items() if not (k in (NOTE, GROUP) and v == "")}
+            if drop_empty and any(record.get(k) == "" for k in _OPTIONAL):
+                record = {k: v for k, v in record.items() if not (k in _OPTIONAL and v == "")}
             yield self._row(number, record)
 
     # -- rows --------------------------------------------------------------------
@@ -251,6 +278,8 @@ class ScoringReader:
             gold=parse_gold(record[GOLD], path=self.path, row=number),
             note=note,
             group=record.get(GROUP),
+            id=record.get(ID),
+            sample=record.get(SAMPLE),
         )
 
 
@@ -261,6 +290,19 @@ def read_scoring_rows(path: str | os.PathLike[str]) -> ScoringRows:
         InputFileError: the file is missing, empty, of an unknown type or malformed.
     """
     return ScoringRows.concat(ScoringReader(path, chunk_size=_READ_CHUNK), path=str(path))
+
+
+def _column(values: Iterable[Any]) -> tuple[Any, ...] | None:
+    """An optional column of a chunk: None when no row has a value."""
+    column = tuple(values)
+    return column if any(v is not None for v in column) else None
+
+
+def _joined(parts: list[tuple[tuple[Any, ...] | None, int]]) -> tuple[Any, ...] | None:
+    """Optional columns of several chunks as one (None when none of them has one)."""
+    if all(column is None for column, _ in parts):
+        return None
+    return tuple(x for column, size in parts for x in (column or (None,) * size))
 
 
 def _same(a: Any, b: Any) -> bool:

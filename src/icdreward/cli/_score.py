@@ -32,7 +32,8 @@ Score every row of INPUT with a reward engine and print a summary.
 
 INPUT is a JSONL, CSV/TSV or parquet file ({", ".join(FORMATS)})
 whose rows hold "completion" and "gold" (one code, a list, "M5116;E119" or
-'["M5116","E119"]'), and optionally "note" and "group" (the GRPO prompt group).
+'["M5116","E119"]'), and optionally "note", "group" (the GRPO prompt group), "id"
+and "sample" (as 'icdreward generate' writes them).
 
 Where the output goes:
   * the summary table (mean, spread, min and max of the total and of every component,
@@ -40,8 +41,10 @@ Where the output goes:
     of groups and the share of groups whose rewards are all equal, and the reward-hacking
     monitors of icdreward.monitors, averaged over the rows) is printed
     on stdout;
-  * with --output FILE, one JSON object per row (the keys of ScoreResult.to_records():
-    score, one per component, code, parse_failure, invalid_code, failed) is written to
+  * with --output FILE, one JSON object per row (the row's "id", "group" and "sample"
+    where it has them, so that 'icdreward eval --rewards FILE' joins by id; then the keys
+    of ScoreResult.to_records(): score, one per component, code, parse_failure,
+    invalid_code, gold_missing, failed) is written to
     FILE, in input order; FILE only appears once every row is scored (rows are
     written to .FILE.PID.partial beside it, which is renamed at the end, and deleted
     on an error, SIGINT, SIGTERM or SIGHUP);
@@ -148,14 +151,18 @@ def _score_file(
             result = engine.score(chunk.completions, chunk.golds, chunk.notes, group_ids)
             summary.add(result)
             if sink is not None:
-                sink.writelines(
-                    json.dumps(record, ensure_ascii=False) + "\n" for record in result.to_records()
-                )
+                sink.writelines(_record_lines(chunk, result))
             if bar is not None:
                 bar.advance(summary.rows)
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _record_lines(chunk: ScoringRows, result: ScoreResult) -> Iterator[str]:
+    """The JSON lines of a chunk's records, each led by its row's id, group and sample."""
+    for identity, record in zip(chunk.identities(), result.to_records(), strict=True):
+        yield json.dumps({**identity, **record}, ensure_ascii=False) + "\n"
 
 
 def _show_progress(mode: str) -> bool:
