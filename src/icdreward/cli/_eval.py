@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from icdreward.cli import _render
 from icdreward.cli._app import EXIT_OK, EXIT_USAGE, Command, error
 from icdreward.cli._arguments import count, positive_int
+from icdreward.cli._progress import StageLog
 from icdreward.engine import RewardEngine
 from icdreward.evaluation import (
     INTERVAL_METHODS,
@@ -132,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         except ImportError:
             error('--plot needs matplotlib: pip install "icdreward[plot]"')
             return EXIT_USAGE
-    stage = _Stages(args.progress)
+    stage = StageLog("eval", args.progress)
     if args.config is not None:
         engine = RewardEngine.from_config(args.config)
         source = str(args.config)
@@ -275,20 +274,6 @@ def _print(report: dict[str, Any], path: str, source: str, plot: str | None) -> 
                 _render.fmt_number(c["full_code_accuracy"]),
             )
         _render.print_table(out, table)
-
-
-class _Stages:
-    """One timestamped line per stage on stderr (plain lines: they read the same in a
-    terminal and in a SLURM log)."""
-
-    def __init__(self, mode: str) -> None:
-        self._on = mode == "always" or (mode == "auto" and sys.stderr.isatty())
-        self._start = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        if self._on:
-            elapsed = time.monotonic() - self._start
-            print(f"icdreward eval [{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def _engine_rewards(engine: RewardEngine, rows: EvalRows, chunk: int = 1024) -> list[float]:
