@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -690,3 +691,42 @@ def test_installed_script(tmp_path: Path) -> None:
     )
     assert done.returncode == 0
     assert done.stdout.strip() == f"icdreward {icdreward.__version__}"
+
+
+def test_score_progress_in_a_log_file_is_plain_lines(tmp_path: Path) -> None:
+    # stderr is a file, as under SLURM: no live bar, but timestamped lines.
+    log = tmp_path / "job.err"
+    out_path = tmp_path / "rewards.jsonl"
+    command = [script(), "score", str(COMPLETIONS), "-o", str(out_path), "--chunk-size", "2"]
+    with log.open("w", encoding="utf-8") as stderr:
+        done = subprocess.run(
+            [*command, "--progress", "always"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 0
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert "\x1b" not in "".join(lines)  # no cursor control or colour
+    pattern = re.compile(
+        r"icdreward score \[ *\d+\.\d s\] scored (\d+) rows \((\d+)% of "
+        + re.escape(str(COMPLETIONS))
+        + r"\)"
+    )
+    matches = [pattern.fullmatch(line) for line in lines]
+    assert lines and all(matches), lines
+    assert len(lines) >= 2  # the first chunk's line and the final one
+    final = matches[-1]
+    assert final is not None
+    assert (final.group(1), final.group(2)) == ("21", "100")
+    assert len(read_records(out_path)) == 21
+
+    # auto: stderr is not a terminal, so nothing.
+    with log.open("w", encoding="utf-8") as stderr:
+        done = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=300, check=False
+        )
+    assert done.returncode == 0
+    assert log.read_text(encoding="utf-8") == ""

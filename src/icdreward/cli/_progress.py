@@ -24,6 +24,7 @@ class StageLog:
         self.command = command
         self.on = mode == "always" or (mode == "auto" and sys.stderr.isatty())
         self._start = time.monotonic()
+        self._last: float | None = None
 
     @property
     def elapsed(self) -> float:
@@ -33,8 +34,17 @@ class StageLog:
     def __call__(self, message: str) -> None:
         """Print ``message`` with the command and the elapsed time (nothing when off)."""
         if self.on:
+            self._last = time.monotonic()
             print(
                 f"icdreward {self.command} [{self.elapsed:7.1f} s] {message}",
                 file=sys.stderr,
                 flush=True,
             )
+
+    def every(self, seconds: float, message: str) -> None:
+        """Print ``message`` unless a line was printed less than ``seconds`` ago.
+
+        The first call always prints, so a log shows that work started.
+        """
+        if self._last is None or time.monotonic() - self._last >= seconds:
+            self(message)

@@ -16,6 +16,7 @@ import torch
 from icdreward.cli import _render
 from icdreward.cli._app import EXIT_OK, EXIT_USAGE, Command, error
 from icdreward.cli._arguments import positive_int
+from icdreward.cli._progress import StageLog
 from icdreward.cli._signals import terminating_cleanly
 from icdreward.engine import RewardEngine
 from icdreward.groups import group_statistics
@@ -26,6 +27,8 @@ from icdreward.result import ScoreResult
 __all__ = ["COMMAND", "DEFAULT_CHUNK_SIZE", "ScoreSummary"]
 
 DEFAULT_CHUNK_SIZE = 1024
+_LOG_EVERY = 10.0
+"""Seconds between progress lines when stderr is not a terminal."""
 
 _DESCRIPTION = f"""\
 Score every row of INPUT with a reward engine and print a summary.
@@ -51,8 +54,10 @@ Where the output goes:
   * with --output -, those records go to stdout and the summary to stderr.
 
 Rows are scored in chunks of --chunk-size rows (consecutive rows of one group stay in
-one chunk, up to four times that size); a progress bar is drawn on stderr when the file
-holds more than one chunk and stderr is a terminal. --json prints the summary as JSON
+one chunk, up to four times that size). When the file holds more than one chunk,
+progress goes to stderr: a live bar when stderr is a terminal (--progress auto or
+always); with --progress always and stderr not a terminal (a SLURM log), a plain
+timestamped line at most every 10 s and one at the end. --json prints the summary as JSON
 (where the table would go).
 
 Exit status: 0 on success; 2 when INPUT, the configuration or the arguments are bad
@@ -95,7 +100,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
-        help="progress bar on stderr: auto (when stderr is a terminal), always or never",
+        help="progress on stderr: auto (a bar when stderr is a terminal), always (plain "
+        "lines when it is not) or never",
     )
 
 
@@ -140,13 +146,14 @@ def _score_file(
 ) -> None:
     chunks = iter(reader)
     pending = next(chunks, None)
-    bar: _Progress | None = None
+    bar: _Progress | _ProgressLines | None = None
     try:
         while pending is not None:
             chunk = pending
             pending = next(chunks, None)  # read ahead: is there more than one chunk?
             if bar is None and pending is not None and _show_progress(progress):
-                bar = _Progress(reader)
+                # A live bar needs a terminal; a log file (SLURM) gets plain lines.
+                bar = _Progress(reader) if sys.stderr.isatty() else _ProgressLines(reader)
             group_ids = summary.group_ids(chunk)
             result = engine.score(chunk.completions, chunk.golds, chunk.notes, group_ids)
             summary.add(result)
@@ -203,6 +210,27 @@ class _Progress:
 
     def stop(self) -> None:
         self._progress.stop()
+
+
+class _ProgressLines:
+    """Progress as plain timestamped lines on stderr, at most one per ``_LOG_EVERY``
+    seconds and one at the end (for stderr that is a file, not a terminal)."""
+
+    def __init__(self, reader: ScoringReader) -> None:
+        self._reader = reader
+        self._log = StageLog("score", "always")
+        self._rows = 0
+
+    def _line(self) -> str:
+        share = self._reader.position / max(self._reader.total, 1)
+        return f"scored {self._rows} rows ({share:.0%} of {self._reader.path})"
+
+    def advance(self, rows: int) -> None:
+        self._rows = rows
+        self._log.every(_LOG_EVERY, self._line())
+
+    def stop(self) -> None:
+        self._log(self._line())
 
 
 @contextmanager
