@@ -27,6 +27,7 @@ from icdreward.generation import (
     sample_records,
 )
 from icdreward.inputs import FORMATS
+from icdreward.openai_client import OpenAIMissingError
 
 __all__ = ["COMMAND", "GROUP_TEMPERATURE"]
 
@@ -217,10 +218,13 @@ def _run(args: argparse.Namespace) -> int:
         if todo:
             try:
                 _backend(args, params)(todo, on_done, on_failed)
-            except ModuleNotFoundError as exc:
+            except (ModuleNotFoundError, OpenAIMissingError) as exc:
+                # The shared client reports a missing openai as its own error, whose
+                # hint names the judge's extra: generate names its own.
                 extra = "generate" if args.endpoint is not None else "hf"
+                missing = "openai" if isinstance(exc, OpenAIMissingError) else exc.name
                 error(
-                    f"{exc.name or 'a module'} is not installed: "
+                    f"{missing or 'a module'} is not installed: "
                     f'pip install "icdreward[{extra}]" (needed by --'
                     f"{'endpoint' if args.endpoint is not None else 'hf-model'})"
                 )
