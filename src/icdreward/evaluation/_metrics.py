@@ -66,9 +66,14 @@ def confusion_counts(gold: torch.Tensor, pred: torch.Tensor, n_classes: int) -> 
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` with 0 where ``den`` is 0 (``zero_division=0``)."""
-    num, den = num.double(), den.double()
-    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+    """``num / den`` with 0 where ``den`` is 0 (``zero_division=0``).
+
+    Every caller divides counts by counts that include them (true positives by gold or
+    predicted counts, and sums of those), so ``num`` is 0 wherever ``den`` is, and a
+    denominator clamped to 1 gives that 0 without a ``where`` (counts are whole numbers:
+    where ``den`` is not 0 it is at least 1, and the clamp changes nothing).
+    """
+    return num.double() / den.double().clamp(min=1)
 
 
 def _macro(
