@@ -49,10 +49,12 @@ def _bars(ax: Any, entries: list[tuple[str, str, dict[str, Any]]], title: str) -
         for xi, v in zip(x, values, strict=True):
             ax.text(xi, 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=5, rotation=90)
     ax.set_xticks(range(len(levels)), [name.replace("_", " ") for name in levels])
-    ax.set_ylim(0.0, 1.0)
+    # Headroom above 1 for the intervals' caps; the legend goes below the axes, where it
+    # hides no bar (scores near 1 fill the top of the panel).
+    ax.set_ylim(0.0, 1.05)
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", fontsize=6, ncol=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), fontsize=6, ncol=5, frameon=False)
     ax.grid(axis="y", lw=0.3, alpha=0.5)
     return any_interval
 
