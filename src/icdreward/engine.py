@@ -317,8 +317,11 @@ class RewardEngine:
         get = self._gold_memo.get
         codes = [get(g) if type(g) is str else None for g in golds]
         if None in codes:
+            # A new group's samples all miss the first pass: the memo is asked again,
+            # so the label is read once per distinct string, not once per sample.
             codes = [
-                self._gold_codes(g) if c is None else c for g, c in zip(golds, codes, strict=True)
+                c if c is not None else (get(g) if type(g) is str else None) or self._gold_codes(g)
+                for g, c in zip(golds, codes, strict=True)
             ]
         return codes  # type: ignore[return-value]
 
