@@ -7,6 +7,7 @@ import importlib.util
 import pickle
 import subprocess
 import sys
+from array import array
 from importlib import resources
 from pathlib import Path
 
@@ -426,6 +427,16 @@ def test_level_ids_columns_match_hierarchy(cs: CodeSet) -> None:
             assert (node_id >= 0) == exists, (code, LEVELS[level])
             if exists:
                 assert nodes.setdefault((level, node_id), name) == name
+
+
+def test_level_ids_of_the_whole_year_equal_the_per_code_reading(cs: CodeSet) -> None:
+    # The year's rows are built per category on first use; each must be the row the
+    # per-code reading (used for codes outside the year) gives.
+    codes = list(cs.codes())
+    rows = cs.level_ids(codes).tolist()
+    fresh = CodeSet(cs._table)
+    per_code = [list(array("i", fresh._level_row(code))) for code in codes]
+    assert rows == per_code
 
 
 def test_level_ids_degrade_for_unknown_codes(cs: CodeSet) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import struct
 import threading
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -89,7 +90,11 @@ class CodeSet:
         self._members = frozenset(table.index)
         self._category_block = table.category_blocks
         self._padded: dict[str, bytes] = {}
+        # Every code of the year, read on first use: policies answer codes from the whole
+        # code set, so a memo filled one miss at a time would miss for most of a run.
+        self._level_table: dict[str, bytes] | None = None
         self._levels: dict[str, bytes] = {}
+        self._levels_lock = threading.Lock()
         self._matcher_lock = threading.Lock()
         self._match_cached: Callable[[str], TextMatch | None] | None = None
 
@@ -271,6 +276,8 @@ class CodeSet:
         >>> (ids[2] >= 0).tolist(), (ids[3] >= 0).any().item()  # M51.1X: no such code
         ([True, True, True, True, False, False, False], False)
         """
+        if self._level_table is None:
+            self._fill_levels()
         memo = self._levels
         try:
             rows = [memo.get(code) or self._level_row(code) for code in codes]
@@ -279,6 +286,38 @@ class CodeSet:
                 _NO_LEVELS if not isinstance(code, str) else self._level_row(code) for code in codes
             ]
         return _tensor(b"".join(rows), len(rows), torch.int32, len(LEVELS))
+
+    def _fill_levels(self) -> None:
+        """Read the level row of every code of the year into the memo (about 0.1 s).
+
+        The rows are those :meth:`_level_row` gives, built per category rather than
+        per code: the year's codes are normalised and each has its category.
+        """
+        with self._levels_lock:
+            if self._level_table is not None:
+                return
+            table, get = self._table, self._index.get
+            paths = {
+                category: (table.chapters[table.blocks[block][2]][0], table.blocks[block][0])
+                for category, block in self._category_block.items()
+            }
+            pack = struct.Struct(f"={len(LEVELS)}i").pack
+            rows: dict[str, bytes] = {}
+            for code in table.codes:
+                path = paths.get(code[:3])
+                if path is None or len(code) < 3:
+                    rows[code] = self._level_row(code)
+                    continue
+                n = len(code)
+                rows[code] = pack(
+                    path[0], path[1], get(code[:3], -1),
+                    get(code[:4], -1) if n >= 4 else -1,
+                    get(code[:5], -1) if n >= 5 else -1,
+                    get(code[:6], -1) if n >= 6 else -1,
+                    get(code, -1),
+                )  # fmt: skip
+            self._level_table = rows
+            self._levels = dict(rows)
 
     def _level_row(self, code: str) -> bytes:
         normalized = normalize_code(code)
@@ -296,7 +335,8 @@ class CodeSet:
             ids.append(-1 if found is None else found)
             row = array("i", ids).tobytes()
         if len(self._levels) >= _MEMO_LIMIT:
-            self._levels.clear()
+            # Misses on adversarial input are dropped, the year's codes kept.
+            self._levels = dict(self._level_table or {})
         self._levels[code] = row
         return row
 
