@@ -179,3 +179,24 @@ def test_any_text_parses_with_consistent_flags(codeset: CodeSet, text: str) -> N
     assert not (f[Feature.WELL_FORMED] and f[Feature.EXTRA_BLOCKS])
     assert int(f[Feature.LENGTH]) == len(text)
     assert torch.all(f[[Feature.EXTRA_BLOCKS, Feature.OUTSIDE_CHARS]] >= 0)
+
+
+def test_fast_path_memo_gives_what_the_general_path_gives(codeset: CodeSet) -> None:
+    # The fast path memoizes each diagnosis block's content: a blank block, one padded
+    # with spaces, and the same code in two layouts must read the same on the second
+    # batch (memo hits) as on the first and as the general path.
+    parser = make(codeset)
+    texts = [
+        "Disc disorder.</think>\n<diagnosis> M51.16 </diagnosis>",
+        "Disc disorder.</think><diagnosis>M51.16</diagnosis>\n",
+        "  Padded trace.  </think>\n<diagnosis>   </diagnosis>",
+        "Sepsis.</think> <diagnosis>not a code</diagnosis>",
+    ]
+    first = [parser._parse_well_formed([t])[0] for t in texts]
+    again = [parser._parse_well_formed([t])[0] for t in texts]
+    assert first == again
+    assert first[2] is None  # a blank block is left to the general path
+    for text, row in zip(texts, first, strict=True):
+        if row is not None:
+            assert row == parser._parse_any(text, False)
+    assert first[0] is not None and first[0][2:5] == ("M51.16", "M5116", "M5116")

@@ -67,17 +67,15 @@ _Parsed = tuple[int, int, str, str, str, bytes]
 # Packing each row straight into bytes is several times cheaper than growing an array.
 _pack = struct.Struct(f"={_N_FEATURES}i").pack
 # The fast path packs a row in two parts: the features up to THINK_START, memoized with
-# the ending of the completion, and the five spans and lengths after them.
+# the content of the diagnosis block, and the five spans and lengths after them.
 _SPANS = _N_FEATURES - Feature.THINK_END
 _pack_head = struct.Struct(f"={_N_FEATURES - _SPANS}i").pack
 _pack_spans = struct.Struct(f"={_SPANS}i").pack
-# What the fast path reads from the end of a completion (from its first "<" on):
-# (diagnosis, candidate, code, the packed head of the row, and the offsets of
-# <diagnosis> and </diagnosis> from that "<").
-_Ending = tuple[str, str, str, bytes, int, int]
-_ENDING_CHARS = 2 * _MEMO_KEY_CHARS
+# What the fast path reads from the content of a diagnosis block: (diagnosis, candidate,
+# code, the packed head of the row).
+_Block = tuple[str, str, str, bytes]
 _ONLY_STR = {str}
-_UNSEEN: Any = object()  # an ending the memo has not read yet (None: not a fast row)
+_UNSEEN: Any = object()  # a block the memo has not read yet (None: not a fast row)
 
 
 @attrs.frozen
@@ -152,7 +150,7 @@ class TagParser(Parser):
         self._shape = _CODE_SHAPE.fullmatch
         self._validate_codeset = params.validate == "codeset"
         self._memo: dict[str, _Code] = {}
-        self._endings: dict[str, _Ending | None] = {}
+        self._blocks: dict[str, _Block | None] = {}
 
     def parse(self, completions: Sequence[object]) -> ParsedBatch:
         """Parse every completion; never raises on any input."""
@@ -206,46 +204,43 @@ class TagParser(Parser):
         t1 = text.find("<")
         if t1 <= 0:
             return None
-        # What follows the trace is the same few diagnoses in the same layout, batch
-        # after batch: each distinct ending is read once.
-        if len(text) - t1 <= _ENDING_CHARS:
-            ending = text[t1:]
-            # A miss is common on varied input: get() spares it a raised KeyError.
-            known = self._endings.get(ending, _UNSEEN)
-            if known is _UNSEEN:
-                known = self._ending_of(ending, 0)
-                if len(self._endings) >= _MEMO_SIZE:
-                    self._endings.clear()
-                self._endings[ending] = known
-        else:
-            known = self._ending_of(text, t1)
-        if known is None:
-            return None
-        diagnosis, candidate, code, head, d0, d1 = known
-        if text[t1 - 1].isspace() or text[0].isspace():
-            start, end = _strip_span(text, 0, t1)
-        else:  # nothing to strip (about half of the traces): no call
-            start, end = 0, t1
-        spans = _pack_spans(t1, t1 + d0, t1 + d1, len(text), end - start)
-        return start, end, diagnosis, candidate, code, head + spans
-
-    def _ending_of(self, text: str, t1: int) -> _Ending | None:
-        """The fast path's reading of ``text`` from its first ``<`` (at ``t1``) on, or None
-        when that is not ``</think>``, whitespace, one diagnosis block, whitespace. The
-        head of the row (the features up to THINK_START) depends on nothing else."""
         end_match = _WELL_FORMED_END.match(text, t1)
         if end_match is None:
             return None
         # The block is what _parse_any reads: the diagnosis holds no "<", so its first
         # "</diagnosis>" is the one matched.
         content, d1 = end_match.span(1)
-        diagnosis = text[content:d1].strip()
-        if not diagnosis:
+        raw = text[content:d1]
+        # A miss is common on varied input: get() spares it a raised KeyError.
+        known = self._blocks.get(raw, _UNSEEN)
+        if known is _UNSEEN:
+            known = self._block_of(raw)
+        if known is None:
             return None
-        candidate, code, found, valid, known, free = self._code_of(diagnosis)
-        head = _pack_head(False, False, True, True, True, True, True, found, valid, known, free,
-                          0, 0, 0)  # fmt: skip
-        return diagnosis, candidate, code, head, content - 11 - t1, d1 - t1
+        diagnosis, candidate, code, head = known
+        if text[t1 - 1].isspace() or text[0].isspace():
+            start, end = _strip_span(text, 0, t1)
+        else:  # nothing to strip (about half of the traces): no call
+            start, end = 0, t1
+        spans = _pack_spans(t1, content - 11, d1, len(text), end - start)
+        return start, end, diagnosis, candidate, code, head + spans
+
+    def _block_of(self, raw: str) -> _Block | None:
+        """The fast path's reading of a diagnosis block's content (memoized when short):
+        None when it is blank; else the diagnosis, its code, and the head of the row (the
+        features up to THINK_START), which depends on nothing else."""
+        diagnosis = raw.strip()
+        found: _Block | None = None
+        if diagnosis:
+            candidate, code, found_code, valid, known, free = self._code_of(diagnosis)
+            head = _pack_head(False, False, True, True, True, True, True, found_code, valid,
+                              known, free, 0, 0, 0)  # fmt: skip
+            found = (diagnosis, candidate, code, head)
+        if len(raw) <= _MEMO_KEY_CHARS:
+            if len(self._blocks) >= _MEMO_SIZE:
+                self._blocks.clear()
+            self._blocks[raw] = found
+        return found
 
     def _parse_any(self, text: str, bad_type: bool) -> _Parsed:
         p = self.params
