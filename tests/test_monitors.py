@@ -148,3 +148,15 @@ def test_score_summary_reports_the_monitors(capsys: pytest.CaptureFixture[str]) 
     assert monitors["parse_failure"] <= failures + 1e-9
     assert main(["score", str(examples)]) == 0
     assert "monitor group_collapsed" in capsys.readouterr().out
+
+
+def test_chapter_entropy_counts_unlisted_codes_by_their_category() -> None:
+    # The published preset accepts any well-shaped code: M51.19 is not a code of the
+    # year, but its category M51 is, so it answers chapter 13 like M51.16.
+    engine = RewardEngine.from_preset("deepicd-r1")
+    same = engine.score([answer("M51.19"), answer("M51.16")], ["M5116"] * 2)
+    assert same.parsed.codes == ("M5119", "M5116")
+    assert same.monitors["chapter_entropy"] == 0.0
+    apart = engine.score([answer("M51.19"), answer("I10"), answer("U99.99")], ["M5116"] * 3)
+    assert apart.parsed.codes[2] == "U9999"  # no category U99: no chapter, left out
+    assert apart.monitors["chapter_entropy"] == pytest.approx(1.0)

@@ -36,7 +36,7 @@ import functools
 import math
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 import torch
@@ -72,9 +72,9 @@ at most 6.3 points)."""
 _GOLDEN = (5**0.5 - 1) / 2
 _COUNTED = [Feature.CODE_FOUND, Feature.CODE_VALID, Feature.THINK_CHARS]
 
-_FLAGS: weakref.WeakKeyDictionary[CodeSet, dict[str, tuple[bool, bool]]] = (
-    weakref.WeakKeyDictionary()
-)
+# (every code -> (not billable, unspecified), every category -> its chapter)
+_Facts = tuple[dict[str, tuple[bool, bool]], dict[str, str]]
+_FACTS: weakref.WeakKeyDictionary[CodeSet, _Facts] = weakref.WeakKeyDictionary()
 
 
 def batch_monitors(batch: ScoringBatch) -> dict[str, float]:
@@ -100,40 +100,50 @@ def batch_monitors(batch: ScoringBatch) -> dict[str, float]:
     }
     non_billable = unspecified = 0
     codeset = batch.codeset
-    flags = _code_flags(codeset)
+    flags, chapter_of = _code_facts(codeset)
+    # Samples per chapter, in the order the chapters first occur in the batch: each
+    # code first occurs with, or after, the first sample of its chapter.
+    chapters: dict[str, int] = {}
     for code, count in Counter(parsed.codes).items():  # each distinct code once
         # Parsed codes are normalised already, but a custom parser's need not be.
         known = flags.get(code)
         if known is None and code:
-            known = flags.get(codeset.normalize(code))
+            code = codeset.normalize(code)
+            known = flags.get(code)
         if known is not None:
             non_billable += count * known[0]
             unspecified += count * known[1]
+        # A code missing from this year still has the chapter of its category.
+        chapter = chapter_of.get(code[:3])
+        if chapter is not None:
+            chapters[chapter] = chapters.get(chapter, 0) + count
     out["non_billable"] = non_billable / size
     out["unspecified"] = unspecified / size
     if any(batch.notes):  # stops at the first note given
         out["note_copy"] = _copy_share(*parsed.think_slices(), batch.notes)
     out["trace_chars"] = chars / size
-    out["chapter_entropy"] = _entropy(batch.pred_levels[:, 0])
+    out["chapter_entropy"] = _entropy(chapters.values())
     if batch.group_ids is not None:
         out.update(_group_spread(batch.group_ids, parsed.codes))
     return out
 
 
-def _code_flags(codeset: CodeSet) -> dict[str, tuple[bool, bool]]:
-    """Every code of ``codeset`` -> (not billable, "unspecified" in its description).
+def _code_facts(codeset: CodeSet) -> _Facts:
+    """Every code of ``codeset`` -> (not billable, "unspecified" in its description), and
+    every category -> its chapter.
 
-    Built once per code set (about 0.1 s): a batch then costs one dict lookup per
-    distinct code answered, not three code-set calls that each normalise the code.
+    Built once per code set (about 0.1 s): a batch then costs a lookup or two per
+    distinct code answered, not code-set calls that each normalise the code.
     """
-    found = _FLAGS.get(codeset)
+    found = _FACTS.get(codeset)
     if found is None:
         describe, billable = codeset.describe, codeset.is_billable
-        found = {
+        flags = {
             code: (not billable(code), "unspecified" in (describe(code) or "").lower())
             for code in codeset.codes()
         }
-        _FLAGS[codeset] = found
+        chapter_of = {code: codeset.hierarchy(code)[0] for code in flags if len(code) == 3}
+        found = _FACTS[codeset] = (flags, chapter_of)
     return found
 
 
@@ -170,14 +180,12 @@ def _sample_positions(size: int) -> tuple[int, ...]:
     return tuple(sorted({int((k * _GOLDEN % 1.0) * size) for k in range(COPY_SAMPLE)}))
 
 
-def _entropy(chapters: torch.Tensor) -> float:
-    # In Python: a few torch calls on a column cost more than counting a list of ints.
-    counts = Counter(chapters.tolist())
-    counts.pop(-1, None)  # no chapter: no valid code
-    known = sum(counts.values())
+def _entropy(counts: Collection[int]) -> float:
+    """Entropy in bits of the distribution with these counts (0 for none)."""
+    known = sum(counts)
     if not known:
         return 0.0
-    return -sum(n / known * math.log2(n / known) for n in counts.values()) + 0.0
+    return -sum(n / known * math.log2(n / known) for n in counts) + 0.0
 
 
 def _group_spread(group_ids: torch.Tensor, codes: Sequence[str]) -> dict[str, float]:
