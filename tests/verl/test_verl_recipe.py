@@ -34,10 +34,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory whose name needs quoting in Hydra (space, comma, quote)."""
     folder = tmp_path_factory.mktemp("recipe") / "notes v1, 'mimic'"
     folder.mkdir()
-    # Only their existence is checked: verl reads them once training starts.
-    (folder / "train.parquet").touch()
-    (folder / "val.parquet").touch()
+    # The dry run checks that they exist and counts their rows (one batch at least).
+    write_rows(folder / "train.parquet", 64)
+    write_rows(folder / "val.parquet", 4)
     return folder
+
+
+def write_rows(path: Path, rows: int) -> Path:
+    """A parquet file of ``rows`` rows (only the row count matters before training)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"data_source": ["icdreward/icd10cm"] * rows}), path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +168,9 @@ def test_verl_resolves_the_reward_manager_class(composed: DictConfig) -> None:
 
 def test_overrides_and_command(options: RecipeOptions) -> None:
     written = recipe.overrides(options)
-    assert written[-4:] == [
+    assert written[-6:] == [
         *recipe.REWARD_MANAGER_OVERRIDES,
+        *recipe.SAMPLER_OVERRIDES,
         "+reward.reward_kwargs.preset=deepicd-r1",
     ]
     assert "trainer.logger=[console]" in written

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icdreward_verl._recipe_compose import RecipeError
+from icdreward_verl._recipe_launch import (
+    check_data,
+    check_sampler,
+    check_trainer,
+    first_batch_note,
+)
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -28,8 +34,11 @@ def preflight(config: DictConfig, *, launching: bool) -> list[str]:
     Raises:
         RecipeError: an interpolation that does not resolve, an unknown
             ``trainer.logger`` backend, a missing local file when
-            launching, or a reward manager that does not load as a verl
-            ``RewardManagerBase``.
+            launching, a reward manager that does not load as a verl
+            ``RewardManagerBase``, a trainer class that does not import (a missing
+            module), fewer training rows than one batch, an empty validation file
+            while validation runs, or icdreward's sampler with the wrong trainer
+            mode or with DAPO's group filter.
         ConfigError: icdreward's reward settings (``reward.reward_kwargs``) or the
             reward configuration they name are invalid.
     """
@@ -41,7 +50,10 @@ def preflight(config: DictConfig, *, launching: bool) -> list[str]:
     notes: list[str] = []
     for key in ("data.train_files", "data.val_files", "actor_rollout_ref.model.path"):
         notes += _check_paths(key, OmegaConf.select(config, key), launching=launching)
-    _check_reward(config)
+    check_trainer(config)
+    check_sampler(config)
+    notes += check_data(config)
+    notes += _check_reward(config)
     return notes
 
 
@@ -87,7 +99,7 @@ def _check_paths(key: str, value: Any, *, launching: bool) -> list[str]:
     return notes
 
 
-def _check_reward(config: DictConfig) -> None:
+def _check_reward(config: DictConfig) -> list[str]:
     from omegaconf import OmegaConf
     from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
     from verl.trainer.ppo.reward import resolve_reward_manager_cls
@@ -109,7 +121,7 @@ def _check_reward(config: DictConfig) -> None:
             value=manager.name,
         )
     if cls.__name__ != "IcdRewardManager":  # by pkg:// or by file path alike
-        return
+        return _check_reward_function(config)
     from icdreward_verl import RewardSettings
     from icdreward_verl._settings import build_engine
 
@@ -120,5 +132,32 @@ def _check_reward(config: DictConfig) -> None:
         {str(key): value for key, value in kwargs.items()}, source="reward.reward_kwargs"
     )
     # Build the engine the reward workers will build: a component name or parameter
-    # that does not exist is found only then.
+    # that does not exist is found only then. The manager warms it at start-up.
     build_engine(settings).close()
+    return []
+
+
+def _check_reward_function(config: DictConfig) -> list[str]:
+    # icdreward's reward function under verl's own managers: nothing warms its engine,
+    # so the first batch of each worker builds the indexes (say how long that takes).
+    from omegaconf import OmegaConf
+
+    function = config.reward.get("custom_reward_function") or {}
+    if "icdreward_verl" not in str(function.get("path") or "").replace("/", "."):
+        return []
+    from icdreward_verl import RewardSettings
+    from icdreward_verl._settings import build_engine
+
+    raw = function.get("reward_kwargs")
+    kwargs = OmegaConf.to_container(raw, resolve=True) if raw is not None else {}
+    assert isinstance(kwargs, dict)
+    settings = RewardSettings.from_kwargs(
+        {str(key): value for key, value in kwargs.items()},
+        source="reward.custom_reward_function.reward_kwargs",
+    )
+    engine = build_engine(settings)
+    try:
+        note = first_batch_note(engine, warmed_by_manager=False)
+    finally:
+        engine.close()
+    return [note] if note else []

@@ -92,6 +92,7 @@ __all__ = [
     "DEFAULT_PRESET",
     "REWARD_MANAGER_OVERRIDES",
     "REWARD_WORKERS",
+    "SAMPLER_OVERRIDES",
     "CardSetting",
     "RecipeError",
     "RecipeOptions",
@@ -112,6 +113,15 @@ REWARD_MANAGER_OVERRIDES: tuple[str, ...] = (
     "reward.reward_manager.module.path=pkg://icdreward_verl.reward_manager",
 )
 """How verl 0.9's reward loop finds :class:`icdreward_verl.reward_manager.IcdRewardManager`."""
+
+SAMPLER_OVERRIDES: tuple[str, ...] = (
+    "trainer.v1.sampler.custom_sampler.path=pkg://icdreward_verl.sampler",
+    "trainer.v1.sampler.custom_sampler.name=IcdRewardReplayBuffer",
+)
+"""verl's sync replay buffer plus per-step ``icdreward/<key>`` metrics
+(:mod:`icdreward_verl.sampler`). With an async ``trainer.v1.trainer_mode`` override
+``...custom_sampler.name=IcdRewardReplayBufferAsync``; ``...custom_sampler.path=null``
+restores verl's own buffer (and DAPO's group filter)."""
 
 
 @attrs.frozen
@@ -296,6 +306,7 @@ def overrides(options: RecipeOptions) -> list[str]:
         override("trainer.test_freq", options.test_freq),
         override("reward.num_workers", REWARD_WORKERS),
         *REWARD_MANAGER_OVERRIDES,
+        *SAMPLER_OVERRIDES,
     ]
     kwargs = "reward.reward_kwargs."
     if options.config is not None:
