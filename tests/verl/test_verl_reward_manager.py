@@ -19,7 +19,7 @@ from icdreward import RewardEngine
 from icdreward.errors import ComponentFailure, ConfigError
 from icdreward_verl._batcher import MicroBatcher
 from icdreward_verl._records import FLAG_KEYS
-from icdreward_verl.reward_manager import IcdRewardManager
+from icdreward_verl.reward_manager import MONITOR_PREFIX, SAMPLE_MONITORS, IcdRewardManager
 
 from _verl_batch import agent_loop_request, rollout_batch, valid_lengths
 
@@ -30,6 +30,8 @@ MANAGER = [
     "reward.reward_manager.name=IcdRewardManager",
     "reward.reward_manager.module.path=pkg://icdreward_verl.reward_manager",
 ]
+
+MONITOR_KEYS = tuple(MONITOR_PREFIX + name for name in SAMPLE_MONITORS)
 
 
 def verl_config(tokenizer_dir: Path, *overrides: str) -> DictConfig:
@@ -214,7 +216,8 @@ def test_concurrent_calls_are_scored_in_batches_with_the_engine_scores(
         engine_scores(manager.engine, batch, tokenizer)
     )
     keys = {tuple(o["reward_extra_info"]) for o in out}
-    assert keys == {("score", *manager.engine.names, *FLAG_KEYS)}
+    # No judge, so no counters: the monitors of the batch follow the flags.
+    assert keys == {("score", *manager.engine.names, *FLAG_KEYS, *MONITOR_KEYS)}
     published = {o["reward_score"] for o in out}
     assert {76.0, 43.0, -6.0} <= published  # exact, near miss, empty completion
 
@@ -369,7 +372,7 @@ def test_reward_loop_manager_puts_each_engine_score_on_the_last_response_token(
     # Nothing but the last valid token carries reward.
     assert torch.count_nonzero(rm_scores) == torch.count_nonzero(expected)
     keys = out.meta_info["reward_extra_keys"]
-    assert keys == ["score", *deepicd.names, *FLAG_KEYS]
+    assert keys == ["score", *deepicd.names, *FLAG_KEYS, *MONITOR_KEYS]
     assert np.allclose(out.non_tensor_batch["score"].astype(float), expected.numpy())
     assert out.non_tensor_batch["exact_match"].astype(float).sum() > 0
 

@@ -16,7 +16,12 @@ third-party class: the name is looked up before the module is imported)::
     +reward.reward_kwargs.time_limit=120       # seconds per component and batch; false: off
 
 Each response's reward lands on its last valid token (verl's ``assemble_rm_scores``)
-and its components and flags arrive as ``reward_extra_info``. A response that cannot
+and its components, flags, the batch's reward-hacking monitors (``monitor/<name>``)
+and its share of the judge's counters (``count/<component>/<counter>``) arrive as
+``reward_extra_info``, the same keys for every response (:func:`record_keys`); the
+sampler of :mod:`icdreward_verl.sampler` logs them per training step. The engine is
+warmed on the scoring thread as the manager is built (:mod:`icdreward_verl._warmup`),
+so the first batch costs what later ones do. A response that cannot
 be decoded scores as an empty completion; one whose scoring raises (a bug: bad
 completions are scores) gets 0 with every component counted in ``failed``, and the
 rest of its batch is scored as usual. Only a component whose failure policy is
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,11 +43,36 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from icdreward.engine import RewardEngine
 from icdreward.errors import ComponentFailure
+from icdreward.monitors import MONITORS
+from icdreward.result import ScoreResult
 from icdreward_verl._batcher import MicroBatcher
+from icdreward_verl._counters import CounterDeltas
 from icdreward_verl._records import note_of, sample_scores, unscored_record
 from icdreward_verl._settings import RewardSettings, shared_engine
+from icdreward_verl._warmup import warm_engine
 
-__all__ = ["IcdRewardManager"]
+__all__ = ["MONITOR_PREFIX", "SAMPLE_MONITORS", "IcdRewardManager", "record_keys"]
+
+MONITOR_PREFIX = "monitor/"
+"""The prefix of a reward-hacking monitor's key in ``reward_extra_info``."""
+
+SAMPLE_MONITORS: tuple[str, ...] = tuple(m for m in MONITORS if not m.startswith("group_"))
+"""The monitors each response carries: those of the batch it was scored in (shares and
+means over the batch, so their mean over a step weighs batches by size). The group
+monitors are left out: a batch holds parts of groups; the sampler reports
+``icdreward/group/all_equal`` from whole groups instead. A monitor a batch lacks
+(``note_copy`` without notes) reads 0."""
+
+
+def record_keys(engine: RewardEngine, counters: CounterDeltas) -> tuple[str, ...]:
+    """Every key of a response's ``reward_extra_info``, in order."""
+    monitors = SAMPLE_MONITORS if engine.config.monitors else ()
+    return (
+        *unscored_record(engine.names),
+        *(MONITOR_PREFIX + name for name in monitors),
+        *counters.keys,
+    )
+
 
 log = logging.getLogger("icdreward.verl")
 
@@ -98,7 +129,15 @@ class IcdRewardManager(RewardManagerBase):
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=4 if waits else 1, thread_name_prefix="icdreward-verl"
         )
-        self._unscored = unscored_record(self.engine.names)
+        self._counters = CounterDeltas(self.engine.rewards)
+        self._monitors = SAMPLE_MONITORS if self.engine.config.monitors else ()
+        self._unscored = dict.fromkeys(record_keys(self.engine, self._counters), 0.0)
+        self._unscored.update(unscored_record(self.engine.names))
+        # Queued first on the scoring thread: the first batch waits for it rather than
+        # building the free-text index (about 2.6 s) itself.
+        self.warmup: concurrent.futures.Future[float] = self._executor.submit(
+            warm_engine, self.engine
+        )
         self._batcher: MicroBatcher[_Response, dict[str, Any]] = MicroBatcher(
             self._score_batch,
             max_size=self.settings.max_batch_size,
@@ -127,7 +166,8 @@ class IcdRewardManager(RewardManagerBase):
     def _score_sync(self, responses: list[_Response]) -> list[dict[str, Any]]:
         texts = self._decode(responses)
         try:
-            return [_reward(s) for s in self._score(responses, texts, range(len(responses)))]
+            records = self._score(responses, texts, range(len(responses)))
+            return [_reward(s) for s in records]
         except ComponentFailure:
             raise  # the configured policy is "raise": the trainer asked to stop
         except Exception:
@@ -175,7 +215,25 @@ class IcdRewardManager(RewardManagerBase):
             [responses[i].ground_truth for i in indices],
             notes=[responses[i].note for i in indices],
         )
-        return sample_scores(result)
+        return self._records(result)
+
+    def _records(self, result: ScoreResult) -> list[dict[str, float]]:
+        records = sample_scores(result)
+        size = max(len(records), 1)
+        shared = {
+            MONITOR_PREFIX + name: _finite(result.monitors.get(name)) for name in self._monitors
+        }
+        # What the batch cost, spread evenly: the sum over any responses is their cost.
+        shared.update({key: value / size for key, value in self._counters.deltas().items()})
+        for record in records:
+            record.update(shared)
+        return records
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return 0.0
 
 
 def _reward(scores: dict[str, float]) -> dict[str, Any]:
