@@ -193,3 +193,33 @@ def test_in_process_step(benchmark: Any, in_process: Any, step: Any) -> None:
     benchmark.extra_info["manager"] = name
     benchmark.extra_info["us_per_response"] = round(best / len(items) * 1e6, 1)
     benchmark.extra_info["responses_per_second"] = round(len(items) / best)
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+def test_first_batch_on_a_fresh_manager(benchmark: Any, step: tuple[Path, Any], mode: str) -> None:
+    """First vs later batch of 256 responses on a fresh manager (issue #11, item 4).
+
+    Each round is a fresh process (``_verl_first_batch.py``): ``cold`` skips the
+    warm-up the manager starts on its scoring thread, ``warm`` waits for it first.
+    """
+    import json
+    import subprocess
+
+    script = Path(__file__).resolve().parent / "_verl_first_batch.py"
+
+    def run() -> dict[str, float]:
+        done = subprocess.run(
+            [sys.executable, str(script), str(step[0]), mode],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+        return figures
+
+    figures = benchmark.pedantic(run, rounds=1, iterations=1)
+    for key in ("warmup_s", "first_s", "later_s"):
+        benchmark.extra_info[key] = round(figures[key], 3)
+    if mode == "warm":
+        assert figures["first_s"] < figures["later_s"] + 0.5
