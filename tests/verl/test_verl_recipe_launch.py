@@ -124,9 +124,15 @@ def test_the_recipe_sets_the_sampler_and_checks_it_fits(tmp_path: Path) -> None:
     check_sampler(without)  # verl's own buffer: nothing to check
 
 
-def test_the_reward_function_route_notes_a_slow_first_batch(tmp_path: Path) -> None:
+def test_the_reward_function_route_notes_a_slow_first_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icdreward_verl import _recipe_launch
     from icdreward_verl._recipe_preflight import preflight
 
+    # The code set (and its free-text index) is shared per process, so an earlier test
+    # may have built it already: any warm-up counts as slow here.
+    monkeypatch.setattr(_recipe_launch, "SLOW_FIRST_BATCH_S", -1.0)
     config = compose(
         tmp_path,
         64,
