@@ -377,6 +377,50 @@ def test_reward_loop_manager_puts_each_engine_score_on_the_last_response_token(
     assert out.non_tensor_batch["exact_match"].astype(float).sum() > 0
 
 
+def test_verls_gdpo_reads_the_components_of_the_reward_loop_output(
+    ray_cluster: None, tokenizer_dir: Path, tokenizer: Any, samples: list[dict[str, Any]]
+) -> None:
+    # The legacy trainer (trainer.use_v1=false) merges the reward loop's output into the
+    # batch and hands it to compute_advantage: verl's own GDPO then normalises each named
+    # component within its GRPO group. (The v1 trainer does not pass them: docs/verl.md.)
+    from verl.experimental.reward_loop.reward_loop import RewardLoopManager
+    from verl.trainer.config import AlgoConfig
+    from verl.trainer.ppo.core_algos import AdvantageEstimator
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    config = verl_config(
+        tokenizer_dir, "reward.num_workers=1", "+reward.reward_kwargs.preset=deepicd-r1"
+    )
+    rows = [dict(samples[(p * 4 + k) % len(samples)], group=p) for p in range(8) for k in range(4)]
+    batch = rollout_batch(tokenizer, rows, response_length=128)
+    batch = batch.union(
+        RewardLoopManager(OmegaConf.create(OmegaConf.to_container(config))).compute_rm_score(batch)
+    )
+    batch.batch["token_level_rewards"] = batch.batch["rm_scores"]
+    keys = ["outcome", "trace"]
+    out = compute_advantage(
+        batch, AdvantageEstimator.GDPO, config=AlgoConfig(gdpo_reward_keys=keys)
+    )
+    advantages = out.batch["advantages"]
+    assert advantages.shape == batch.batch["responses"].shape
+    assert torch.isfinite(advantages).all()
+    # Each sample's advantage sits on its response tokens, and it follows its outcome
+    # within the group: a better outcome than a group mate never gets a lower advantage
+    # when the trace terms agree.
+    mask = out.batch["response_mask"].bool()
+    per_sample = (advantages * mask).sum(dim=1) / mask.sum(dim=1)
+    outcome = batch.non_tensor_batch["outcome"].astype(float)
+    trace = batch.non_tensor_batch["trace"].astype(float)
+    uid = batch.non_tensor_batch["uid"]
+    compared = 0
+    for i in range(len(rows)):
+        for j in range(len(rows)):
+            if uid[i] == uid[j] and trace[i] == trace[j] and outcome[i] > outcome[j]:
+                assert per_sample[i] > per_sample[j]
+                compared += 1
+    assert compared > 0
+
+
 def test_the_manager_module_loads_from_a_file_path_too(tokenizer_dir: Path) -> None:
     from verl.trainer.ppo.reward import resolve_reward_manager_cls
 
