@@ -151,6 +151,8 @@ class TagParser(Parser):
         self._validate_codeset = params.validate == "codeset"
         self._memo: dict[str, _Code] = {}
         self._blocks: dict[str, _Block | None] = {}
+        # The packed head of a fast row, by its (found, valid, known, free) flags.
+        self._heads: dict[tuple[bool, ...], bytes] = {}
 
     def parse(self, completions: Sequence[object]) -> ParsedBatch:
         """Parse every completion; never raises on any input."""
@@ -232,10 +234,17 @@ class TagParser(Parser):
         diagnosis = raw.strip()
         found: _Block | None = None
         if diagnosis:
-            candidate, code, found_code, valid, known, free = self._code_of(diagnosis)
-            head = _pack_head(False, False, True, True, True, True, True, found_code, valid,
-                              known, free, 0, 0, 0)  # fmt: skip
-            found = (diagnosis, candidate, code, head)
+            # Read without the diagnosis memo: this memo holds the same text (blocks are
+            # rarely padded), and on varied input a second memo entry costs more than
+            # the reading it would save.
+            read = self._read_code(diagnosis)
+            flags = read[2:]  # found, valid, known, free
+            head = self._heads.get(flags)
+            if head is None:
+                head = self._heads[flags] = _pack_head(
+                    False, False, True, True, True, True, True, *flags, 0, 0, 0
+                )
+            found = (diagnosis, read[0], read[1], head)
         if len(raw) <= _MEMO_KEY_CHARS:
             if len(self._blocks) >= _MEMO_SIZE:
                 self._blocks.clear()
@@ -318,20 +327,23 @@ class TagParser(Parser):
         )  # fmt: skip
 
     def _code_of(self, diagnosis: str) -> _Code:
-        """(candidate, code, found, valid, known, free) for a diagnosis text, memoized:
-        the same few diagnoses come back in every batch."""
+        """:meth:`_read_code`, memoized: the same few diagnoses come back in every batch."""
         result = self._memo.get(diagnosis)
         if result is None:
-            candidate, code, free = self._extract(diagnosis)
-            valid = bool(code)
-            known = valid and (free or self._validate_codeset or self._known(code))
-            result = (candidate, code, bool(candidate), valid, known, free)
+            result = self._read_code(diagnosis)
             # Long texts are rare and would make the memo hold megabytes.
             if len(diagnosis) <= _MEMO_KEY_CHARS:
                 if len(self._memo) >= _MEMO_SIZE:
                     self._memo.clear()
                 self._memo[diagnosis] = result
         return result
+
+    def _read_code(self, diagnosis: str) -> _Code:
+        """(candidate, code, found, valid, known, free) for a diagnosis text."""
+        candidate, code, free = self._extract(diagnosis)
+        valid = bool(code)
+        known = valid and (free or self._validate_codeset or self._known(code))
+        return (candidate, code, bool(candidate), valid, known, free)
 
     def _extract(self, diagnosis: str) -> tuple[str, str, bool]:
         """(candidate, valid code or "", mapped from free text) for a diagnosis text."""
