@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 
 from icdreward import RewardEngine
 from icdreward_plugins._scan import trace_counts
@@ -44,6 +45,28 @@ def test_hierarchy_prefix_mode_matches_published_numbers() -> None:
     texts = [completion(c) for c in ["M5116", "M5117", "M51", "Z00", "bad"]]
     result = engine.score(texts, ["M5116"] * 5)
     assert result.components["hierarchy"].tolist() == [75.0, 42.0, 24.0, -1.0, -1.0]
+
+
+@pytest.mark.parametrize("mode", ["levels", "prefix"])
+def test_hierarchy_memo_gives_what_the_formula_gives_in_any_order_of_batches(mode: str) -> None:
+    # The memo learns some batches and skips others (varied batches are mostly new);
+    # whatever it holds, every batch scores as a fresh component scores it alone.
+    codes = ["M5116", "M5117", "M511", "M51", "E119", "I10", "J189", "C4A0", "bad", ""]
+    golds = ["M5116", "E119", ["I10", "M5117"], "C4A0"]
+    batches = []
+    for k in range(40):
+        # Runs of repeated batches (served from the memo) between new combinations.
+        seed = k // 3 if k % 5 else 100 + k
+        pairs = [(codes[(seed * 7 + j) % len(codes)], golds[(seed + j * 3) % len(golds)])
+                 for j in range(24 + seed % 5)]  # fmt: skip
+        batches.append(([completion(c) for c, _ in pairs], [g for _, g in pairs]))
+    kept = only("hierarchy", mode=mode, mismatch=-0.5, invalid=-1.0)
+    for texts, gold in batches:
+        fresh = only("hierarchy", mode=mode, mismatch=-0.5, invalid=-1.0)
+        got = kept.score(texts, gold).components["hierarchy"]
+        assert torch.equal(got, fresh.score(texts, gold).components["hierarchy"])
+    # It learned, and served some of the repeated batches without the formula.
+    assert 0 < kept.rewards["hierarchy"]._batches < len(batches)
 
 
 def test_format_reward_terms() -> None:

@@ -50,6 +50,10 @@ assert list(_LEVEL_COLUMNS.values()) == list(range(_LEVEL_SLICE.start, _LEVEL_SL
 _DEFAULT_CREDIT = {"chapter": 0.1, "block": 0.2, "category": 0.5, "subcategory": 0.7, "full": 1.0}
 _MEMO_SIZE = 65_536
 _MEMO_KEY_CHARS = 128
+# Keys of a batch looked up before the others; the memo learns a batch whose probes
+# mostly hit, and every _LEARN_EVERY-th batch that ran the formula (the first included).
+_PROBES = 16
+_LEARN_EVERY = 8
 
 
 def _chars_of(key: tuple[Any, ...]) -> int:
@@ -113,14 +117,15 @@ class HierarchyReward(Reward):
         )
         self._full = float(credit.get("full", 0.0))
         self._memo: dict[tuple[Any, ...], float] = {}
+        self._batches = 0  # batches that ran the formula
 
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         # A sample's value depends on its predicted code and its gold codes alone (in
         # levels mode also on whether the code came from free text, and on the batch's
-        # number of gold slots), and the same few combinations come back batch after
-        # batch (a GRPO group shares its golds, a model its favourite codes): look them
-        # up, and run the formula (some twenty tensor operations, and hierarchy lookups
-        # per code) only for a batch holding a combination not seen before.
+        # number of gold slots). When the same combinations come back batch after batch
+        # (a prompt seen again, a model's favourite codes) they are looked up, and the
+        # formula (some twenty tensor operations, and hierarchy lookups per code) runs
+        # only for a batch holding a combination not seen before.
         p: HierarchyParams = self.params
         keys: list[tuple[Any, ...]]
         if p.mode == "prefix":
@@ -132,11 +137,27 @@ class HierarchyReward(Reward):
                 else repeat(0)
             )
             keys = list(zip(batch.parsed.codes, batch.golds, free, repeat(batch.max_golds)))
-        values = list(map(self._memo.get, keys))
-        if values and None not in values:
-            # float32 values, stored as the floats tolist() gave: the same bits come back.
-            return torch.frombuffer(array("f", values), dtype=torch.float32)
+        # On varied batches (new prompts every step) nearly every key is new: a few
+        # probes tell, and such a batch skips the lookups and, most of the time, the
+        # memo's update, which would cost more than the formula.
+        memo = self._memo
+        probes = keys[:: max(1, len(keys) // _PROBES)]
+        hits = sum(map(memo.__contains__, probes))
+        if keys and hits == len(probes):
+            values = list(map(memo.get, keys))
+            if None not in values:
+                # float32 values, stored as the floats tolist() gave: the same bits.
+                return torch.frombuffer(array("f", values), dtype=torch.float32)
         out = self._prefix(batch) if p.mode == "prefix" else self._levels(batch)
+        self._batches += 1
+        if 2 * hits >= len(probes) or self._batches % _LEARN_EVERY == 1:
+            self._remember(batch, keys, out)
+        return out
+
+    def _remember(
+        self, batch: ScoringBatch, keys: list[tuple[Any, ...]], out: torch.Tensor
+    ) -> None:
+        p: HierarchyParams = self.params
         if len(self._memo) + len(keys) > _MEMO_SIZE:
             self._memo.clear()
         pairs = zip(keys, out.tolist(), strict=True)
@@ -150,7 +171,6 @@ class HierarchyReward(Reward):
             self._memo.update(pairs)
         else:
             self._memo.update(pair for pair in pairs if _chars_of(pair[0]) <= _MEMO_KEY_CHARS)
-        return out
 
     def _levels(self, batch: ScoringBatch) -> torch.Tensor:
         p: HierarchyParams = self.params
