@@ -38,6 +38,8 @@ configured.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 import string
 import weakref
@@ -53,9 +55,9 @@ from icdreward.plugin import Register, hookimpl
 
 __all__ = ["IntegrityParams", "IntegrityReward"]
 
-_NORMALIZE = str.maketrans(dict.fromkeys(string.punctuation, " "))
-# str.translate with a mapping costs tens of nanoseconds a character; an ASCII text goes
-# through bytes.translate, one table lookup a character, with the same result.
+# Normalisation (lower case, ASCII punctuation as spaces) goes through bytes.translate,
+# one table lookup a character; str.translate with a mapping costs tens of nanoseconds a
+# character. A text that is not ASCII is lowered by str.lower first (see _normalize).
 _ASCII_NORMALIZE = bytes.maketrans(
     string.ascii_uppercase.encode() + string.punctuation.encode(),
     string.ascii_lowercase.encode() + b" " * len(string.punctuation),
@@ -85,6 +87,8 @@ _TAG = re.compile(r"<\s*/?\s*(?:think|diagnosis)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.;:!?\n]")
 _PIECES = re.compile(r"[.;\n]+")
 _SHINGLE = 4
+_FIRST_WORDS = operator.itemgetter(*range(_SHINGLE))  # a probe's key: a tuple of its words
+_JOIN_KEY = " " + "%s " * _SHINGLE  # the key as it occurs in a note's joined words
 _PROBE_CHARS = 64
 _EDGE_CHARS = 250
 _MIN_OWN_CHARS = 120
@@ -130,7 +134,8 @@ class IntegrityReward(Reward):
 
     def __init__(self, params: IntegrityParams, context: Any) -> None:
         super().__init__(params, context)
-        self._shingles: OrderedDict[str, frozenset[tuple[str, ...]]] = OrderedDict()
+        self._notes: OrderedDict[str, _NoteText] = OrderedDict()
+        self._answers: OrderedDict[str, bool] = OrderedDict()
 
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         """One value per sample: the credit and charges that apply (0 for none)."""
@@ -142,24 +147,44 @@ class IntegrityReward(Reward):
             for text, a, b, note in zip(sources, starts, ends, batch.notes, strict=True)
         ]
         if p.hedged_answer:
-            codeset = self.context.codeset
+            hedged = self._hedged
             for k, block in enumerate(batch.parsed.diagnosis):
-                if _hedged(block[:_ANSWER_CHARS], codeset):
+                if hedged(block[:_ANSWER_CHARS]):
                     values[k] += p.hedged_answer
         return torch.tensor(values, dtype=torch.float32)
+
+    def _hedged(self, block: str) -> bool:
+        # Answers repeat (the n samples of a group often give the same code, written
+        # the same way): each distinct block is read once.
+        found = self._answers.get(block)
+        if found is None:
+            found = self._answers[block] = _hedged(block, self.context.codeset)
+            if len(self._answers) > _CACHE_SIZE:
+                self._answers.popitem(last=False)
+        return found
 
     def _trace_value(self, trace: str, note: str) -> float:
         if not trace:
             return 0.0
         p: IntegrityParams = self.params
-        # One normalised copy (lower case, punctuation as spaces) serves every check; it
-        # has the trace's length, so offsets into one are offsets into the other.
-        norm = _normalize(trace)
+        # One normalised copy (lower case, punctuation as spaces) serves every check. An
+        # ASCII trace keeps its length, so a window of the copy is the normalised window.
+        ascii_trace = trace.isascii()
+        if ascii_trace:
+            norm = trace.encode().translate(_ASCII_NORMALIZE).decode()
+        else:
+            norm = _normalize_lowered(trace.lower())
         charge = 0.0
         hits = 0
         if p.verbatim or p.own_words:
-            hits = _copied_probes(norm, self._note_shingles(note) if note else None, p.probes)
-            if hits < p.probes and _lists_descriptions(trace, self.context.codeset):
+            keys = _probe_keys(norm, p.probes) if note else None
+            if keys:
+                hits = self._note_text(note).count(keys)
+            if hits < p.probes and (
+                _lists_descriptions_ascii(trace, norm, self.context.codeset)
+                if ascii_trace
+                else _lists_descriptions(trace, self.context.codeset)
+            ):
                 hits = p.probes
             charge += p.verbatim * min(1.0, max(0.0, (hits / p.probes - 0.4) / 0.3))
         listed = (p.word_list or p.own_words) and _reads_as_list(trace, norm, p.window_chars)
@@ -180,39 +205,75 @@ class IntegrityReward(Reward):
             return p.own_words + charge
         return charge
 
-    def _note_shingles(self, note: str) -> frozenset[tuple[str, ...]]:
-        # The n samples of a GRPO group share one note: its sequences are built once.
-        found = self._shingles.get(note)
+    def _note_text(self, note: str) -> _NoteText:
+        # The n samples of a GRPO group share one note: its words are read once.
+        found = self._notes.get(note)
         if found is None:
-            words = _normalize(note).split()
-            found = frozenset(zip(*(words[k:] for k in range(_SHINGLE)), strict=False))
-            self._shingles[note] = found
-            if len(self._shingles) > _CACHE_SIZE:
-                self._shingles.popitem(last=False)
+            found = self._notes[note] = _NoteText(note)
+            if len(self._notes) > _CACHE_SIZE:
+                self._notes.popitem(last=False)
         return found
 
 
-def _copied_probes(norm: str, shingles: frozenset[tuple[str, ...]] | None, probes: int) -> int:
-    """How many of ``probes`` four-word sequences of the trace are note text.
+class _NoteText:
+    """A note's normalised words, to look up four-word sequences of a trace in.
 
-    Each probe starts at the first word boundary after its position; the positions are
-    spread evenly from an offset that depends on the trace's length, so that no fixed
-    positions can be kept clear of copied text. Only the probes are split into words.
+    A set of every four-word sequence of the note would answer each lookup at once,
+    but building it costs more than the lookups it serves (tens of microseconds a note,
+    and a tuple per word that stays in memory). The note's words, once as a set and
+    once joined by single spaces, answer the same question exactly: a sequence is note
+    text when it occurs, space-delimited, in the joined words; the set rejects most
+    sequences (one word is not a note word) before that search.
     """
-    span = len(norm) - _PROBE_CHARS
-    if not shingles or span < probes * _SHINGLE:
-        return 0
-    step = span / probes
-    offset = (len(norm) * 2654435761 % 997) / 997 * step
-    hits = 0
-    for k in range(probes):
-        start = norm.find(" ", int(offset + k * step))
+
+    __slots__ = ("joined", "words")
+
+    def __init__(self, note: str) -> None:
+        words = _normalize(note).split()
+        self.words = frozenset(words)
+        # Words hold no whitespace, so " a b c d " occurs here only where a, b, c, d
+        # are consecutive words of the note.
+        self.joined = " " + " ".join(words) + " "
+
+    def count(self, keys: list[tuple[str, ...]]) -> int:
+        """How many of ``keys`` (four words each) are sequences of the note's words."""
+        words = self.words.issuperset
+        joined = self.joined
+        return sum(1 for key in keys if words(key) and _JOIN_KEY % key in joined)
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _probe_positions(length: int, probes: int) -> tuple[int, ...]:
+    """Where the probes of a normalised trace of ``length`` characters start looking.
+
+    They are spread evenly from an offset that depends on the length, so that no fixed
+    positions can be kept clear of copied text. They depend on the length alone: a
+    table of them spares each trace the arithmetic.
+    """
+    step = (length - _PROBE_CHARS) / probes
+    offset = (length * 2654435761 % 997) / 997 * step
+    return tuple(int(offset + k * step) for k in range(probes))
+
+
+def _probe_keys(norm: str, probes: int) -> list[tuple[str, ...]]:
+    """The four-word sequences of the trace that are looked up among the note's.
+
+    Each probe starts at the first word boundary after its position and counts only
+    when its window holds a fifth word (so that the fourth is whole); only the probes
+    are split into words, and no further than that fifth word.
+    """
+    if len(norm) - _PROBE_CHARS < probes * _SHINGLE:
+        return []
+    find = norm.find
+    keys = []
+    for position in _probe_positions(len(norm), probes):
+        start = find(" ", position)
         if start < 0:
             break
-        words = norm[start : start + _PROBE_CHARS].split()
-        if len(words) > _SHINGLE and tuple(words[:_SHINGLE]) in shingles:
-            hits += 1
-    return hits
+        words = norm[start : start + _PROBE_CHARS].split(None, _SHINGLE)
+        if len(words) > _SHINGLE:
+            keys.append(_FIRST_WORDS(words))
+    return keys
 
 
 def _lists_descriptions(trace: str, codeset: CodeSet) -> bool:
@@ -223,7 +284,7 @@ def _lists_descriptions(trace: str, codeset: CodeSet) -> bool:
     up (normalised like the descriptions), and two or more descriptions among them make
     a list.
     """
-    known = _descriptions(codeset)
+    known = _descriptions(codeset)[0]
     first = _PIECES.search(trace)
     head = trace[: first.start()] if first else trace
     if " ".join(_normalize(head[:_DESCRIPTION_CHARS]).split()) not in known:
@@ -239,11 +300,52 @@ def _lists_descriptions(trace: str, codeset: CodeSet) -> bool:
     return sum(piece in known for piece in pieces) >= 2
 
 
+def _lists_descriptions_ascii(trace: str, norm: str, codeset: CodeSet) -> bool:
+    """:func:`_lists_descriptions` of an ASCII trace, whose normalised copy is ``norm``.
+
+    The same looks, but the two pieces are windows of ``norm`` (normalisation maps
+    each ASCII character to one), and a piece whose first word begins no description
+    is rejected before it is rejoined.
+    """
+    known, firsts = _descriptions(codeset)
+    first = _PIECES.search(trace)
+    head = norm[: min(first.start(), _DESCRIPTION_CHARS)] if first else norm[:_DESCRIPTION_CHARS]
+    if not _is_description(head, known, firsts):
+        after = _PIECES.search(trace, len(trace) // 2)
+        if after is None:
+            return False
+        following = _PIECES.search(trace, after.end())
+        end = following.start() if following else len(trace)
+        piece = norm[after.end() : min(end, after.end() + _DESCRIPTION_CHARS)]
+        if not _is_description(piece, known, firsts):
+            return False
+    pieces = (" ".join(_normalize(p).split()) for p in _PIECES.split(trace))
+    return sum(piece in known for piece in pieces) >= 2
+
+
+def _is_description(piece: str, known: frozenset[str], firsts: frozenset[str]) -> bool:
+    """Whether ``piece`` (normalised), its whitespace collapsed, is in ``known``."""
+    head = piece.split(None, 1)
+    if not head:
+        return "" in known
+    return head[0] in firsts and " ".join(piece.split()) in known
+
+
 def _normalize(text: str) -> str:
-    """``text`` in lower case with punctuation as spaces, of the same length."""
+    """``text`` in lower case with punctuation as spaces (ASCII text keeps its length)."""
     if text.isascii():
         return text.encode().translate(_ASCII_NORMALIZE).decode()
-    return text.lower().translate(_NORMALIZE)
+    return _normalize_lowered(text.lower())
+
+
+def _normalize_lowered(lowered: str) -> str:
+    # ``lowered.translate(_NORMALIZE)``, which looks up a mapping for each character
+    # (about 100 ns each). UTF-8 writes a non-ASCII character in bytes of 0x80 and
+    # above only, so the byte table, which changes ASCII punctuation (and upper case,
+    # of which lower case text has none), leaves every other character whole;
+    # "surrogatepass" carries lone surrogates through unchanged.
+    data = lowered.encode("utf-8", "surrogatepass")
+    return data.translate(_ASCII_NORMALIZE).decode("utf-8", "surrogatepass")
 
 
 def _reads_as_list(trace: str, norm: str, width: int) -> bool:
@@ -278,11 +380,13 @@ def _addresses_grader(norm: str) -> bool:
     # trace for each word would cost more than the rest of the component. In the middle
     # it gains nothing from rule-based rewards, and the judge's escaping keeps it data.
     edges = norm if len(norm) <= 2 * _EDGE_CHARS else norm[:_EDGE_CHARS] + norm[-_EDGE_CHARS:]
-    if any(word in edges for word in _GRADER_WORDS):
+    contains = edges.__contains__
+    if any(map(contains, _GRADER_WORDS)):
         return True
     return any(
-        trigger in edges and any(phrase in edges for phrase in phrases)
+        any(map(contains, phrases))
         for trigger, phrases in _GRADER_PHRASES.items()
+        if contains(trigger)
     )
 
 
@@ -295,17 +399,24 @@ def _hedged(block: str, codeset: CodeSet) -> bool:
     return sum(code in codeset for code in codes) > 1
 
 
-_DESCRIPTIONS: weakref.WeakKeyDictionary[CodeSet, frozenset[str]] = weakref.WeakKeyDictionary()
+_DESCRIPTIONS: weakref.WeakKeyDictionary[CodeSet, tuple[frozenset[str], frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _descriptions(codeset: CodeSet) -> frozenset[str]:
-    """Every description and title, normalised: built once per code set (about 0.3 s)."""
+def _descriptions(codeset: CodeSet) -> tuple[frozenset[str], frozenset[str]]:
+    """Every description and title, normalised, and the words they begin with.
+
+    Built once per code set (about 0.3 s); the first words reject most pieces of a
+    trace before they are rejoined and looked up.
+    """
     found = _DESCRIPTIONS.get(codeset)
     if found is None:
         texts = [codeset.describe(code) or "" for code in codeset.codes()]
         texts += [codeset.block_title(block) for block in codeset.blocks()]
         texts += [codeset.chapter_title(chapter) for chapter in codeset.chapters()]
-        found = frozenset(" ".join(_normalize(text).split()) for text in texts if text)
+        known = frozenset(" ".join(_normalize(text).split()) for text in texts if text)
+        found = (known, frozenset(text.split(None, 1)[0] for text in known if text))
         _DESCRIPTIONS[codeset] = found
     return found
 
