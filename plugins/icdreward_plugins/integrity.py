@@ -39,11 +39,13 @@ configured.
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import re
 import string
 import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -88,13 +90,13 @@ _SENTENCE_END = re.compile(r"[.;:!?\n]")
 _PIECES = re.compile(r"[.;\n]+")
 _SHINGLE = 4
 _FIRST_WORDS = operator.itemgetter(*range(_SHINGLE))  # a probe's key: a tuple of its words
-_JOIN_KEY = " " + "%s " * _SHINGLE  # the key as it occurs in a note's joined words
 _PROBE_CHARS = 64
 _EDGE_CHARS = 250
 _MIN_OWN_CHARS = 120
 _ANSWER_CHARS = 256
 _DESCRIPTION_CHARS = 240
 _CACHE_SIZE = 4096
+_CHUNK = 64  # samples of one note scored together
 
 
 @attrs.frozen
@@ -134,24 +136,50 @@ class IntegrityReward(Reward):
 
     def __init__(self, params: IntegrityParams, context: Any) -> None:
         super().__init__(params, context)
-        self._notes: OrderedDict[str, _NoteText] = OrderedDict()
         self._answers: OrderedDict[str, bool] = OrderedDict()
 
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         """One value per sample: the credit and charges that apply (0 for none)."""
         p: IntegrityParams = self.params
         sources, starts, ends = batch.parsed.think_slices()
+        values = [0.0] * len(sources)
         trace_value = self._trace_value
-        values = [
-            trace_value(text[a : min(b, a + p.max_chars)], note)
-            for text, a, b, note in zip(sources, starts, ends, batch.notes, strict=True)
-        ]
+        # The n samples of a GRPO group share one note: they are scored together, so
+        # that the note is read once for all their probes (in chunks, so that a batch
+        # with one note keeps only a chunk's traces at a time).
+        for note, members in _by_note(batch.notes).items():
+            for first in range(0, len(members), _CHUNK):
+                chunk = members[first : first + _CHUNK]
+                traces = [
+                    sources[i][starts[i] : min(ends[i], starts[i] + p.max_chars)] for i in chunk
+                ]
+                norms = list(map(_normalize, traces))
+                hits = self._hits(note, norms)
+                for i, trace, norm, found in zip(chunk, traces, norms, hits, strict=True):
+                    values[i] = trace_value(trace, norm, found)
         if p.hedged_answer:
             hedged = self._hedged
             for k, block in enumerate(batch.parsed.diagnosis):
                 if hedged(block[:_ANSWER_CHARS]):
                     values[k] += p.hedged_answer
         return torch.tensor(values, dtype=torch.float32)
+
+    def _hits(self, note: str, norms: list[str]) -> list[int]:
+        """For each normalised trace, how many of its probes are note text."""
+        p: IntegrityParams = self.params
+        if not (note and (p.verbatim or p.own_words)):
+            return [0] * len(norms)
+        keys = [_probe_keys(norm, p.probes) for norm in norms]
+        wanted = set().union(*keys)
+        if not wanted:
+            return [0] * len(norms)
+        # Only the probes' sequences are kept: the note's sequences pass one at a time,
+        # so no set of all of them (a tuple per note word) is ever built.
+        words = _normalize(note).split()
+        found = wanted.intersection(zip(*(words[k:] for k in range(_SHINGLE)), strict=False))
+        if not found:
+            return [0] * len(norms)
+        return [sum(map(found.__contains__, probed)) for probed in keys]
 
     def _hedged(self, block: str) -> bool:
         # Answers repeat (the n samples of a group often give the same code, written
@@ -163,26 +191,18 @@ class IntegrityReward(Reward):
                 self._answers.popitem(last=False)
         return found
 
-    def _trace_value(self, trace: str, note: str) -> float:
+    def _trace_value(self, trace: str, norm: str, hits: int) -> float:
+        """The value of one trace, given its normalised copy and its probes' hits."""
         if not trace:
             return 0.0
         p: IntegrityParams = self.params
-        # One normalised copy (lower case, punctuation as spaces) serves every check. An
-        # ASCII trace keeps its length, so a window of the copy is the normalised window.
-        ascii_trace = trace.isascii()
-        if ascii_trace:
-            norm = trace.encode().translate(_ASCII_NORMALIZE).decode()
-        else:
-            norm = _normalize_lowered(trace.lower())
         charge = 0.0
-        hits = 0
         if p.verbatim or p.own_words:
-            keys = _probe_keys(norm, p.probes) if note else None
-            if keys:
-                hits = self._note_text(note).count(keys)
             if hits < p.probes and (
+                # An ASCII trace keeps its length once normalised, so a window of
+                # ``norm`` is the normalised window of the trace.
                 _lists_descriptions_ascii(trace, norm, self.context.codeset)
-                if ascii_trace
+                if trace.isascii()
                 else _lists_descriptions(trace, self.context.codeset)
             ):
                 hits = p.probes
@@ -205,41 +225,13 @@ class IntegrityReward(Reward):
             return p.own_words + charge
         return charge
 
-    def _note_text(self, note: str) -> _NoteText:
-        # The n samples of a GRPO group share one note: its words are read once.
-        found = self._notes.get(note)
-        if found is None:
-            found = self._notes[note] = _NoteText(note)
-            if len(self._notes) > _CACHE_SIZE:
-                self._notes.popitem(last=False)
-        return found
 
-
-class _NoteText:
-    """A note's normalised words, to look up four-word sequences of a trace in.
-
-    A set of every four-word sequence of the note would answer each lookup at once,
-    but building it costs more than the lookups it serves (tens of microseconds a note,
-    and a tuple per word that stays in memory). The note's words, once as a set and
-    once joined by single spaces, answer the same question exactly: a sequence is note
-    text when it occurs, space-delimited, in the joined words; the set rejects most
-    sequences (one word is not a note word) before that search.
-    """
-
-    __slots__ = ("joined", "words")
-
-    def __init__(self, note: str) -> None:
-        words = _normalize(note).split()
-        self.words = frozenset(words)
-        # Words hold no whitespace, so " a b c d " occurs here only where a, b, c, d
-        # are consecutive words of the note.
-        self.joined = " " + " ".join(words) + " "
-
-    def count(self, keys: list[tuple[str, ...]]) -> int:
-        """How many of ``keys`` (four words each) are sequences of the note's words."""
-        words = self.words.issuperset
-        joined = self.joined
-        return sum(1 for key in keys if words(key) and _JOIN_KEY % key in joined)
+def _by_note(notes: Sequence[str]) -> dict[str, list[int]]:
+    """The samples of each distinct note, in order (runs of one note are taken whole)."""
+    groups: dict[str, list[int]] = {}
+    for note, run in itertools.groupby(range(len(notes)), notes.__getitem__):
+        groups.setdefault(note, []).extend(run)
+    return groups
 
 
 @functools.lru_cache(maxsize=1 << 15)
