@@ -86,8 +86,10 @@ _HEDGE_WORDS = frozenset(
 )  # fmt: skip
 _CODE_TOKEN = re.compile(r"(?<![0-9A-Za-z])[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?")
 _TAG = re.compile(r"<\s*/?\s*(?:think|diagnosis)\b", re.IGNORECASE)
+_STOP_BYTES = b".;:!?\n"
 _SENTENCE_END = re.compile(r"[.;:!?\n]")
-_PIECES = re.compile(r"[.;\n]+")
+_PIECE_ENDS = ".;\n"
+_PIECES = re.compile(f"[{_PIECE_ENDS}]+")
 _SHINGLE = 4
 _FIRST_WORDS = operator.itemgetter(*range(_SHINGLE))  # a probe's key: a tuple of its words
 _PROBE_CHARS = 64
@@ -296,23 +298,37 @@ def _lists_descriptions_ascii(trace: str, norm: str, codeset: CodeSet) -> bool:
     """:func:`_lists_descriptions` of an ASCII trace, whose normalised copy is ``norm``.
 
     The same looks, but the two pieces are windows of ``norm`` (normalisation maps
-    each ASCII character to one), and a piece whose first word begins no description
-    is rejected before it is rejoined.
+    each ASCII character to one), the ends of pieces are found by ``str.find`` within
+    the characters that are read (a regular expression scans a few nanoseconds a
+    character), and a piece whose first word begins no description is rejected
+    before it is rejoined.
     """
     known, firsts = _descriptions(codeset)
-    first = _PIECES.search(trace)
-    head = norm[: min(first.start(), _DESCRIPTION_CHARS)] if first else norm[:_DESCRIPTION_CHARS]
-    if not _is_description(head, known, firsts):
-        after = _PIECES.search(trace, len(trace) // 2)
-        if after is None:
+    # Only the first _DESCRIPTION_CHARS characters of a piece are read, so a piece
+    # ending further on reads the same as one ending there.
+    head = _stop(trace, 0, _DESCRIPTION_CHARS)
+    if not _is_description(norm[: _DESCRIPTION_CHARS if head < 0 else head], known, firsts):
+        after = _stop(trace, len(trace) // 2, len(trace))
+        if after < 0:
             return False
-        following = _PIECES.search(trace, after.end())
-        end = following.start() if following else len(trace)
-        piece = norm[after.end() : min(end, after.end() + _DESCRIPTION_CHARS)]
-        if not _is_description(piece, known, firsts):
+        run = _PIECES.match(trace, after)  # the piece starts after this run of ends
+        start = run.end() if run else after + 1
+        end = start + _DESCRIPTION_CHARS
+        following = _stop(trace, start, end)
+        if not _is_description(norm[start : end if following < 0 else following], known, firsts):
             return False
     pieces = (" ".join(_normalize(p).split()) for p in _PIECES.split(trace))
     return sum(piece in known for piece in pieces) >= 2
+
+
+def _stop(trace: str, start: int, end: int) -> int:
+    """Where the first of ``_PIECES``' characters in ``trace[start:end]`` is (-1: none)."""
+    first = -1
+    for char in _PIECE_ENDS:
+        found = trace.find(char, start, end if first < 0 else first)
+        if found >= 0:
+            first = found
+    return first
 
 
 def _is_description(piece: str, known: frozenset[str], firsts: frozenset[str]) -> bool:
@@ -354,17 +370,23 @@ def _is_list(window: str, norm: str, minimum: int = 1) -> bool:
     # Prose has a function word in about every third word; a list has few, and either a
     # full stop every two words or so, or, with no stop at all, no punctuation or a comma
     # every two words or so. Terse findings (another language, too) keep their stops
-    # between clauses.
-    tokens = norm.split()
-    if len(tokens) < minimum:
+    # between clauses. The punctuation is counted first: it rules out most prose
+    # without hashing each word for the function-word count.
+    words = norm.split()
+    tokens = len(words)
+    if tokens < minimum:
         return False
-    if sum(map(_FUNCTION_WORDS.__contains__, tokens)) >= 0.15 * len(tokens):
-        return False
-    stops = sum(map(window.count, ".;:!?\n"))
+    # UTF-8 writes these ASCII characters as the bytes of no other character.
+    encoded = window.encode("utf-8", "surrogatepass")
+    stops = len(encoded) - len(encoded.translate(None, _STOP_BYTES))
     if stops:
-        return len(tokens) / (stops + 1) <= 2.5
-    commas = window.count(",")
-    return commas == 0 or len(tokens) / (commas + 1) <= 2.5
+        if tokens / (stops + 1) > 2.5:
+            return False
+    else:
+        commas = window.count(",")
+        if commas and tokens / (commas + 1) > 2.5:
+            return False
+    return sum(map(_FUNCTION_WORDS.__contains__, words)) < 0.15 * tokens
 
 
 def _addresses_grader(norm: str) -> bool:
