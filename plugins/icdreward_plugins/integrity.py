@@ -405,12 +405,35 @@ def _addresses_grader(norm: str) -> bool:
 
 
 def _hedged(block: str, codeset: CodeSet) -> bool:
+    shaped = _hedged_code(block)
+    if shaped is not None:
+        return shaped
     if "?" in block or "/" in block:
         return True
     if not _HEDGE_WORDS.isdisjoint(_normalize(block).split()):
         return True
     codes = {codeset.normalize(token) for token in _CODE_TOKEN.findall(block)}
     return sum(code in codeset for code in codes) > 1
+
+
+def _hedged_code(block: str) -> bool | None:
+    """:func:`_hedged` of a block shaped like one code (None for any other block).
+
+    ASCII letters and digits with at most one dot, after the third of them: such a
+    block holds at most one code token (a token starts after a character that is not
+    a letter or digit, and a dot there is taken by the first token), and no "?", "/"
+    or punctuation but the dot; so only a word of it can hedge, and the words before
+    the dot hold a digit when there is a dot.
+    """
+    if not block.isascii():
+        return None
+    if block.isalnum():
+        return block.lower() in _HEDGE_WORDS
+    head, _, tail = block.partition(".")
+    code_head = len(head) == 3 and head[0].isalpha() and head[1].isdigit() and head.isalnum()
+    if code_head and tail.isalnum():
+        return tail.lower() in _HEDGE_WORDS
+    return None
 
 
 _DESCRIPTIONS: weakref.WeakKeyDictionary[CodeSet, tuple[frozenset[str], frozenset[str]]] = (
