@@ -23,6 +23,10 @@ from _corpus import completions
 
 MONITOR_OVERHEAD = 1.10
 AUDIT_SECONDS = 5.0
+# The ``integrity`` component alone, per completion on fresh varied batches: a guard
+# against regressions (measured about 20 us on the 2-core development VM; issue 14 aims
+# at 8 us, which the pure-Python checks do not reach yet).
+INTEGRITY_US = 30.0
 
 
 def _fastest(call: Any, rounds: int) -> float:
@@ -70,3 +74,29 @@ def test_audit_of_bundled_examples(benchmark: Any, preset: str) -> None:
     assert report.rows > 0 and report.strategies
     benchmark.extra_info["seconds_min"] = round(benchmark.stats.stats.min, 3)
     assert benchmark.stats.stats.min <= AUDIT_SECONDS
+
+
+@pytest.mark.parametrize("batch", [512, 4096])
+def test_integrity_alone(benchmark: Any, batch: int) -> None:
+    """``integrity`` on a fresh batch each round: new notes, traces and answers.
+
+    A fresh component each round, so no note or answer is remembered from an earlier
+    round (a trainer sees new prompts in every step).
+    """
+    engine = RewardEngine.from_config({"preset": "default", "monitors": False})
+    bound = engine.rewards["integrity"]
+    seeds = iter(range(1, 10_000))
+    engine.score(*completions(batch, 0))  # warm like a running trainer
+
+    def fresh_batch() -> tuple[tuple[ScoringBatch], dict[str, Any]]:
+        texts, golds, notes = completions(batch, next(seeds))
+        return (engine._prepare(texts, golds, notes, None),), {}
+
+    def score(prepared: ScoringBatch) -> Any:
+        return type(bound)(bound.params, bound.context).score(prepared)
+
+    values = benchmark.pedantic(score, setup=fresh_batch, rounds=12, warmup_rounds=1)
+    assert len(values) == batch
+    per_completion = benchmark.stats.stats.min / batch * 1e6
+    benchmark.extra_info["us_per_completion"] = round(per_completion, 3)
+    assert per_completion <= INTEGRITY_US, f"integrity costs {per_completion:.1f} us at B={batch}"
