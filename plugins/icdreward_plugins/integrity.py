@@ -45,7 +45,7 @@ import re
 import string
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -150,13 +150,14 @@ class IntegrityReward(Reward):
         # that the note is read once for all their probes (in chunks, so that a batch
         # with one note keeps only a chunk's traces at a time).
         for note, members in _by_note(batch.notes).items():
+            note_words = functools.cache(functools.partial(_words, note))  # once a note
             for first in range(0, len(members), _CHUNK):
                 chunk = members[first : first + _CHUNK]
                 traces = [
                     sources[i][starts[i] : min(ends[i], starts[i] + p.max_chars)] for i in chunk
                 ]
                 norms = list(map(_normalize, traces))
-                hits = self._hits(note, norms)
+                hits = self._hits(note_words, norms) if note else [0] * len(chunk)
                 for i, trace, norm, found in zip(chunk, traces, norms, hits, strict=True):
                     values[i] = trace_value(trace, norm, found)
         if p.hedged_answer:
@@ -166,10 +167,10 @@ class IntegrityReward(Reward):
                     values[k] += p.hedged_answer
         return torch.tensor(values, dtype=torch.float32)
 
-    def _hits(self, note: str, norms: list[str]) -> list[int]:
+    def _hits(self, note_words: Callable[[], list[str]], norms: list[str]) -> list[int]:
         """For each normalised trace, how many of its probes are note text."""
         p: IntegrityParams = self.params
-        if not (note and (p.verbatim or p.own_words)):
+        if not (p.verbatim or p.own_words):
             return [0] * len(norms)
         keys = [_probe_keys(norm, p.probes) for norm in norms]
         wanted = set().union(*keys)
@@ -177,7 +178,7 @@ class IntegrityReward(Reward):
             return [0] * len(norms)
         # Only the probes' sequences are kept: the note's sequences pass one at a time,
         # so no set of all of them (a tuple per note word) is ever built.
-        words = _normalize(note).split()
+        words = note_words()
         found = wanted.intersection(zip(*(words[k:] for k in range(_SHINGLE)), strict=False))
         if not found:
             return [0] * len(norms)
@@ -226,6 +227,10 @@ class IntegrityReward(Reward):
         ):
             return p.own_words + charge
         return charge
+
+
+def _words(note: str) -> list[str]:
+    return _normalize(note).split()
 
 
 def _by_note(notes: Sequence[str]) -> dict[str, list[int]]:
