@@ -200,3 +200,20 @@ def test_fast_path_memo_gives_what_the_general_path_gives(codeset: CodeSet) -> N
         if row is not None:
             assert row == parser._parse_any(text, False)
     assert first[0] is not None and first[0][2:5] == ("M51.16", "M5116", "M5116")
+
+
+@pytest.mark.parametrize("settings", [{}, {"case_fold": False, "validate": "pattern"}])
+def test_codes_of_the_year_read_from_the_table_as_the_general_path_reads_them(
+    codeset: CodeSet, settings: dict[str, object]
+) -> None:
+    # Every code of the year, dotted or not, is read once into a table shared by
+    # parsers of the same settings; a row read through it is the general path's row.
+    parser = make(codeset, **settings)
+    codes = sorted(codeset.codes())[::40]
+    written = [w for c in codes for w in (c, f"{c[:3]}.{c[3:]}", c.lower())]
+    texts = [f"Reasoning about {w}.</think>\n<diagnosis>{w}</diagnosis>" for w in written]
+    rows = parser._parse_well_formed(texts)
+    assert codes[7] in parser._written
+    assert make(codeset, **settings)._written_codes() is parser._written  # built once
+    for text, row in zip(texts, rows, strict=True):
+        assert row == parser._parse_any(text, False)

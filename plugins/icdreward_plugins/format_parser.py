@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import struct
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from itertools import compress
 from operator import not_
@@ -21,6 +23,7 @@ import attrs
 import torch
 
 from icdreward import Feature, ParsedBatch, Parser, Reward, ScoringBatch
+from icdreward.codeset import CodeSet
 from icdreward.plugin import Register, hookimpl
 
 from ._tag_scan import (
@@ -76,6 +79,11 @@ _pack_spans = struct.Struct(f"={_SPANS}i").pack
 _Block = tuple[str, str, str, bytes]
 _ONLY_STR = {str}
 _UNSEEN: Any = object()  # a block the memo has not read yet (None: not a fast row)
+# TagParser._written_codes, per code set and the settings that read a code.
+_WRITTEN: weakref.WeakKeyDictionary[CodeSet, dict[tuple[Any, ...], dict[str, _Block]]] = (
+    weakref.WeakKeyDictionary()
+)
+_WRITTEN_LOCK = threading.Lock()
 
 
 @attrs.frozen
@@ -153,6 +161,7 @@ class TagParser(Parser):
         self._blocks: dict[str, _Block | None] = {}
         # The packed head of a fast row, by its (found, valid, known, free) flags.
         self._heads: dict[tuple[bool, ...], bytes] = {}
+        self._written: dict[str, _Block] = {}  # see _written_codes; read on first use
 
     def parse(self, completions: Sequence[object]) -> ParsedBatch:
         """Parse every completion; never raises on any input."""
@@ -196,6 +205,8 @@ class TagParser(Parser):
 
     def _parse_well_formed(self, values: list[object]) -> list[_Parsed | None]:
         """:meth:`_well_formed_row` of each value (None for a value that is not a str)."""
+        if not self._written:
+            self._written = self._written_codes()
         row_of = self._well_formed_row
         return [row_of(v) if type(v) is str else None for v in values]
 
@@ -214,9 +225,11 @@ class TagParser(Parser):
         content, d1 = end_match.span(1)
         raw = text[content:d1]
         # A miss is common on varied input: get() spares it a raised KeyError.
-        known = self._blocks.get(raw, _UNSEEN)
-        if known is _UNSEEN:
-            known = self._block_of(raw)
+        known = self._written.get(raw)
+        if known is None:
+            known = self._blocks.get(raw, _UNSEEN)
+            if known is _UNSEEN:
+                known = self._block_of(raw)
         if known is None:
             return None
         diagnosis, candidate, code, head = known
@@ -228,28 +241,59 @@ class TagParser(Parser):
         return start, end, diagnosis, candidate, code, head + spans
 
     def _block_of(self, raw: str) -> _Block | None:
-        """The fast path's reading of a diagnosis block's content (memoized when short):
-        None when it is blank; else the diagnosis, its code, and the head of the row (the
-        features up to THINK_START), which depends on nothing else."""
-        diagnosis = raw.strip()
-        found: _Block | None = None
-        if diagnosis:
-            # Read without the diagnosis memo: this memo holds the same text (blocks are
-            # rarely padded), and on varied input a second memo entry costs more than
-            # the reading it would save.
-            read = self._read_code(diagnosis)
-            flags = read[2:]  # found, valid, known, free
-            head = self._heads.get(flags)
-            if head is None:
-                head = self._heads[flags] = _pack_head(
-                    False, False, True, True, True, True, True, *flags, 0, 0, 0
-                )
-            found = (diagnosis, read[0], read[1], head)
+        """:meth:`_read_block`, memoized when short."""
+        found = self._read_block(raw)
         if len(raw) <= _MEMO_KEY_CHARS:
             if len(self._blocks) >= _MEMO_SIZE:
                 self._blocks.clear()
             self._blocks[raw] = found
         return found
+
+    def _read_block(self, raw: str) -> _Block | None:
+        """The fast path's reading of a diagnosis block's content: None when it is blank;
+        else the diagnosis, its code, and the head of the row (the features up to
+        THINK_START), which depends on nothing else."""
+        diagnosis = raw.strip()
+        if not diagnosis:
+            return None
+        # Read without the diagnosis memo: the block memo holds the same text (blocks
+        # are rarely padded), and on varied input a second memo entry costs more than
+        # the reading it would save.
+        read = self._read_code(diagnosis)
+        flags = read[2:]  # found, valid, known, free
+        head = self._heads.get(flags)
+        if head is None:
+            head = self._heads[flags] = _pack_head(
+                False, False, True, True, True, True, True, *flags, 0, 0, 0
+            )
+        return (diagnosis, read[0], read[1], head)
+
+    def _written_codes(self) -> dict[str, _Block]:
+        """:meth:`_read_block` of every code of the year as models write it (``M5116``
+        and ``M51.16``), read once per code set and settings (about 0.4 s, 27 MB).
+
+        A policy answers codes from the whole code set, most of them new to the block
+        memo; with the table, reading such an answer is one lookup.
+        """
+        key = (self.params.case_fold, self.params.validate, self.params.find_code_in_text,
+               self.params.free_text)  # fmt: skip
+        with _WRITTEN_LOCK:
+            tables = _WRITTEN.setdefault(self._codeset, {})
+            table = tables.get(key)
+            if table is None:
+                table = {}
+                for code in self._codeset.codes():
+                    for raw in (code, f"{code[:3]}.{code[3:]}") if len(code) > 3 else (code,):
+                        block = self._read_block(raw)
+                        if block is not None:
+                            # Equal strings, one object: the table's 200,000 rows would
+                            # otherwise hold a copy of most codes.
+                            _, candidate, found, head = block
+                            candidate = code if candidate == code else candidate
+                            found = code if found == code else found
+                            table[raw] = (raw, candidate, found, head)
+                tables[key] = table
+        return table
 
     def _parse_any(self, text: str, bad_type: bool) -> _Parsed:
         p = self.params
