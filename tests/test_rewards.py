@@ -144,3 +144,29 @@ def test_terms_prefer_specific_words() -> None:
     terms = _terms("The patient has severe hyperkalaemia and a history of the flu", 3)
     assert terms[0] == "hyperk"
     assert "patient"[:6] not in terms and "history"[:6] not in terms
+
+
+def test_reasoning_code_terms_table_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A policy may answer endless invented codes: the table of code terms is cleared at
+    # its bound, and values stay what a fresh component gives.
+    from icdreward_plugins import reasoning
+
+    monkeypatch.setattr(reasoning, "_CODE_CACHE_SIZE", 8)
+    params = {"consistency": 0.5, "nonempty": 0.1}
+    kept = RewardEngine.from_config(
+        {"parser": {"validate": "pattern"}, "rewards": {"reasoning": params}}
+    )
+    codes = [f"M5{k:02d}9" for k in range(30)] + ["M5116", "E119", "I10"] * 3
+    trace = "Lumbar disc disorder with radiculopathy; type 2 diabetes; essential hypertension"
+    for code in codes:
+        text = completion(code, trace)
+        got = kept.score([text], [code]).components["reasoning"]
+        fresh = (
+            RewardEngine.from_config(
+                {"parser": {"validate": "pattern"}, "rewards": {"reasoning": params}}
+            )
+            .score([text], [code])
+            .components["reasoning"]
+        )
+        assert torch.equal(got, fresh)
+    assert 0 < len(kept.rewards["reasoning"]._code_terms) <= 8

@@ -50,6 +50,7 @@ _TAIL = 40
 _SENTENCE_CHARS = 12
 _CODE_TERMS = 4
 _CACHE_SIZE = 4096
+_CODE_CACHE_SIZE = 65_536
 
 
 def _terms(text: str, limit: int) -> tuple[str, ...]:
@@ -223,6 +224,10 @@ class ReasoningReward(Reward):
         if terms is None:
             description = self.context.codeset.describe(code) or ""
             terms = _terms(description, _CODE_TERMS)
+            # Codes answered are bounded only by what a policy writes (invented codes
+            # too): a long run must not grow this table without end.
+            if len(self._code_terms) >= _CODE_CACHE_SIZE:
+                self._code_terms.clear()
             self._code_terms[code] = terms
         return terms
 
