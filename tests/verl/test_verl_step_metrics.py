@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from icdreward_verl._counters import CounterDeltas
-from icdreward_verl._step_metrics import step_metrics
+from icdreward.counters import CounterDeltas
+from icdreward_verl._step_metrics import COUNT_PREFIX, step_metrics
 
 
 def test_components_and_flags_are_means_counters_are_sums() -> None:
@@ -65,7 +65,7 @@ class _Judge:
 
 def test_counter_deltas_are_growth_since_the_last_call() -> None:
     judge = _Judge()
-    deltas = CounterDeltas({"judge": judge, "exact": object()})
+    deltas = CounterDeltas({"judge": judge, "exact": object()}, prefix=COUNT_PREFIX)
     assert deltas.keys == ("count/judge/requests", "count/judge/retries")  # no bool, no exact
     judge.stats.counts.update(requests=5, retries=1)
     assert deltas.deltas() == {"count/judge/requests": 5.0, "count/judge/retries": 1.0}

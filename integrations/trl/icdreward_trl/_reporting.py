@@ -11,12 +11,12 @@ columns end up with different lengths.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from icdreward import counters
 from icdreward.result import ScoreResult
 
 __all__ = [
@@ -110,14 +110,12 @@ def sample_columns(result: ScoreResult) -> dict[str, list[Any]]:
     }
 
 
-class CounterDeltas:
+class CounterDeltas(counters.CounterDeltas):
     """Per-batch increments of the counters some components keep (the judge's ``stats``).
 
-    A component counts when it has a ``stats`` attribute whose ``as_dict()`` returns
-    counter name -> number, like the built-in judge's
-    :class:`~icdreward_plugins.judge.JudgeStats`. :meth:`metrics` gives, per counter,
-    how much it grew since the last call (or since this object was built), as
-    ``icdreward/<component>/<counter>``: what one batch cost, not a running total. A
+    :class:`icdreward.counters.CounterDeltas` with TRL's names: :meth:`metrics` gives,
+    per counter, how much it grew since the last call (or since this object was built),
+    as ``icdreward/<component>/<counter>``: what one batch cost, not a running total. A
     counter that went down was reset meanwhile (``reset_stats()``); its delta is then
     its current value.
 
@@ -127,45 +125,8 @@ class CounterDeltas:
     """
 
     def __init__(self, rewards: Mapping[str, object]) -> None:
-        self._sources: dict[str, Callable[[], Mapping[str, object]]] = {}
-        for name, reward in rewards.items():
-            try:
-                as_dict = getattr(reward.stats, "as_dict", None)  # type: ignore[attr-defined]
-            except Exception:  # no counters (or a property that fails): nothing to report
-                continue
-            if callable(as_dict):
-                self._sources[name] = _reader(reward)
-        self._last = {name: _numbers(read()) for name, read in self._sources.items()}
-
-    @property
-    def components(self) -> tuple[str, ...]:
-        """The components whose counters are reported."""
-        return tuple(self._sources)
+        super().__init__(rewards, prefix="icdreward/")
 
     def metrics(self) -> dict[str, float]:
         """``icdreward/<component>/<counter>``: each counter's growth since the last call."""
-        out: dict[str, float] = {}
-        for name, read in self._sources.items():
-            now = _numbers(read())
-            last = self._last[name]
-            for counter, value in now.items():
-                before = last.get(counter, 0.0)
-                out[f"icdreward/{name}/{counter}"] = value - before if value >= before else value
-            self._last[name] = now
-        return out
-
-
-def _reader(reward: object) -> Callable[[], Mapping[str, object]]:
-    def read() -> Mapping[str, object]:
-        counts: Mapping[str, object] = reward.stats.as_dict()  # type: ignore[attr-defined]
-        return counts
-
-    return read
-
-
-def _numbers(counts: Mapping[str, object]) -> dict[str, float]:
-    return {
-        str(k): float(v)
-        for k, v in counts.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
+        return self.deltas()

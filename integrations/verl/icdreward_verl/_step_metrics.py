@@ -13,9 +13,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from icdreward_verl._counters import COUNT_PREFIX
+__all__ = ["COUNT_PREFIX", "METRIC_PREFIX", "step_metrics"]
 
-__all__ = ["METRIC_PREFIX", "step_metrics"]
+COUNT_PREFIX = "count/"
+"""The prefix of a counter's key in ``reward_extra_info`` (summed over a step, not averaged).
+
+verl keeps one ``reward_extra_info`` dict per response and nothing per batch, so what a
+batch cost (judge requests, retries, cache hits) is spread evenly over its responses as
+``count/<component>/<counter>``: summing those over any set of responses (a step) gives
+what their batches cost, whichever worker scored them."""
 
 METRIC_PREFIX = "icdreward/"
 """Every metric :func:`step_metrics` returns starts with this."""

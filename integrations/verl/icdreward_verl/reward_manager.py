@@ -41,14 +41,15 @@ import attrs
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from icdreward.counters import CounterDeltas
 from icdreward.engine import RewardEngine
 from icdreward.errors import ComponentFailure
 from icdreward.monitors import MONITORS
 from icdreward.result import ScoreResult
 from icdreward_verl._batcher import MicroBatcher
-from icdreward_verl._counters import CounterDeltas
 from icdreward_verl._records import note_of, sample_scores, unscored_record
 from icdreward_verl._settings import RewardSettings, shared_engine
+from icdreward_verl._step_metrics import COUNT_PREFIX
 from icdreward_verl._warmup import warm_engine
 
 __all__ = ["MONITOR_PREFIX", "SAMPLE_MONITORS", "IcdRewardManager", "record_keys"]
@@ -129,7 +130,7 @@ class IcdRewardManager(RewardManagerBase):
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=4 if waits else 1, thread_name_prefix="icdreward-verl"
         )
-        self._counters = CounterDeltas(self.engine.rewards)
+        self._counters = CounterDeltas(self.engine.rewards, prefix=COUNT_PREFIX)
         self._monitors = SAMPLE_MONITORS if self.engine.config.monitors else ()
         self._unscored = dict.fromkeys(record_keys(self.engine, self._counters), 0.0)
         self._unscored.update(unscored_record(self.engine.names))
